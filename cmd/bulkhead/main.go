@@ -1,0 +1,23 @@
+// Command bulkhead keeps Kubernetes fleets alive when a fleet-wide change goes wrong.
+// It is also usable as a kubectl plugin (kubectl bulkhead) when installed as kubectl-bulkhead.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/bulkhead-dev/bulkhead/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := cli.NewRootCommand(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bulkhead:", err)
+		os.Exit(1)
+	}
+}
