@@ -1,0 +1,243 @@
+// Package labtest starts bin/bulkhead-lab (a real etcd + kube-apiserver + controllers with fake
+// nodes) for the product module's tests. Tests never fake the API server: a package that needs
+// Kubernetes starts one lab in TestMain with Run and shares it between its tests. When the lab
+// binary is missing or the lab does not come up, the package fails loudly; it is never skipped.
+package labtest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// ReadyPrefix starts the line bulkhead-lab prints once every node is Ready and every filler pod
+// is Running.
+const ReadyPrefix = "bulkhead-lab: ready"
+
+// Options size the lab. Zero values take the lab's own defaults.
+type Options struct {
+	Nodes       int
+	PodsPerNode int
+	Services    int
+	// ExtraArgs are appended to `bulkhead-lab up`, for example --max-requests-inflight=50.
+	ExtraArgs []string
+	// StartTimeout bounds the wait for the ready line; default 4 minutes.
+	StartTimeout time.Duration
+}
+
+// Lab is a running bulkhead-lab.
+type Lab struct {
+	Dir        string
+	Kubeconfig string
+	Config     *rest.Config
+	Client     kubernetes.Interface
+	// LogPath holds everything the lab printed.
+	LogPath string
+
+	binary  string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	ownsDir bool
+}
+
+// Binary returns the path of bulkhead-lab: $BULKHEAD_LAB_BIN, or bin/bulkhead-lab at the root
+// of the repository that contains the working directory.
+func Binary() (string, error) {
+	if p := os.Getenv("BULKHEAD_LAB_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("BULKHEAD_LAB_BIN=%s: %w (run make lab)", p, err)
+		}
+		return p, nil
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find bulkhead-lab: %w", err)
+	}
+	for {
+		candidate := filepath.Join(dir, "bin", "bulkhead-lab")
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "lab", "go.mod")); err == nil {
+				if _, err := os.Stat(candidate); err != nil {
+					return "", fmt.Errorf("bulkhead-lab not found at %s: run make lab", candidate)
+				}
+				return candidate, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("bulkhead-lab not found: no repository root above the working directory; run make lab")
+		}
+		dir = parent
+	}
+}
+
+// Start runs `bulkhead-lab up` in a new temporary directory and waits until it is ready.
+func Start(opts Options) (*Lab, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "bulkhead-lab-")
+	if err != nil {
+		return nil, fmt.Errorf("lab dir: %w", err)
+	}
+	lab, err := startIn(bin, dir, opts)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	lab.ownsDir = true
+	return lab, nil
+}
+
+func startIn(bin, dir string, opts Options) (*Lab, error) {
+	args := []string{"up", "--dir", dir}
+	if opts.Nodes > 0 {
+		args = append(args, "--nodes", strconv.Itoa(opts.Nodes))
+	}
+	if opts.PodsPerNode > 0 {
+		args = append(args, "--pods-per-node", strconv.Itoa(opts.PodsPerNode))
+	}
+	if opts.Services > 0 {
+		args = append(args, "--services", strconv.Itoa(opts.Services))
+	}
+	args = append(args, opts.ExtraArgs...)
+	timeout := opts.StartTimeout
+	if timeout == 0 {
+		timeout = 4 * time.Minute
+	}
+
+	logPath := filepath.Join(dir, "lab.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("lab log: %w", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("lab stdout: %w", err)
+	}
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	lab := &Lab{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), LogPath: logPath, binary: bin, cmd: cmd, exited: make(chan struct{})}
+
+	ready := make(chan struct{})
+	go func() {
+		scanner := bufio.NewScanner(stdout)
+		signalled := false
+		for scanner.Scan() {
+			line := scanner.Text()
+			fmt.Fprintln(logFile, line)
+			if !signalled && strings.HasPrefix(line, ReadyPrefix) {
+				signalled = true
+				close(ready)
+			}
+		}
+		_, _ = io.Copy(logFile, stdout)
+	}()
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(lab.exited)
+	}()
+
+	select {
+	case <-ready:
+	case <-lab.exited:
+		return nil, fmt.Errorf("bulkhead-lab exited before it was ready (%s); its log:\n%s", cmd.ProcessState, tail(logPath))
+	case <-time.After(timeout):
+		lab.kill()
+		return nil, fmt.Errorf("bulkhead-lab not ready after %s; its log:\n%s", timeout, tail(logPath))
+	}
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", lab.Kubeconfig)
+	if err != nil {
+		lab.kill()
+		return nil, fmt.Errorf("lab kubeconfig: %w", err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		lab.kill()
+		return nil, fmt.Errorf("lab client: %w", err)
+	}
+	lab.Config, lab.Client = cfg, client
+	return lab, nil
+}
+
+// Ctl runs `bulkhead-lab ctl --dir <lab> args...`, for example Ctl(ctx, "apiserver", "stop").
+func (l *Lab) Ctl(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, l.binary, append([]string{"ctl", "--dir", l.Dir}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("bulkhead-lab ctl %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Close stops the lab with SIGTERM, waits for it and removes its directory when Start made it.
+func (l *Lab) Close() error {
+	_ = l.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-l.exited:
+	case <-time.After(60 * time.Second):
+		l.kill()
+		return fmt.Errorf("bulkhead-lab did not stop within 60s of SIGTERM; killed it")
+	}
+	if l.ownsDir {
+		return os.RemoveAll(l.Dir)
+	}
+	return nil
+}
+
+func (l *Lab) kill() {
+	_ = syscall.Kill(-l.cmd.Process.Pid, syscall.SIGKILL)
+	<-l.exited
+}
+
+// Run is for TestMain: it starts one lab for the package, stores it in *lab, runs the tests and
+// stops the lab. A lab that cannot start fails the package with the reason.
+func Run(m *testing.M, opts Options, lab **Lab) int {
+	started, err := Start(opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: the lab did not start: %v\n", err)
+		return 1
+	}
+	*lab = started
+	code := m.Run()
+	if err := started.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: stopping the lab: %v\n", err)
+		return 1
+	}
+	return code
+}
+
+func tail(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	const keep = 4000
+	if len(data) > keep {
+		data = data[len(data)-keep:]
+	}
+	return string(data)
+}
