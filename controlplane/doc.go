@@ -1,0 +1,68 @@
+// Package controlplane reads the load on a cluster's kube-apiservers, per API Priority and
+// Fairness (APF) flow schema and priority level, from their own /metrics.
+//
+// # Model
+//
+// I/O sits at the edge, decisions in pure functions:
+//
+//	Scraper.Scrape(ctx) → Snapshot        every replica's parsed /metrics (or its error)
+//	Analyze(prev, cur)  → Reading         pure: two snapshots → rates, seats, p99s, SLO state
+//
+// A Scraper finds the replicas in the default/kubernetes EndpointSlice, kept current by one
+// watch (never a periodic LIST), falling back to the kubeconfig's server. It scrapes every replica
+// concurrently, each within a timeout, through the client's own TLS and credentials with the TLS
+// server name pinned to the kubeconfig host so that the serving certificate verifies when a
+// replica is dialled by address. Bodies are decoded with prometheus/common/expfmt (delimited
+// protobuf is asked for, text accepted) and only the families below are kept.
+//
+// Analyze matches replicas by name. Rates are counter deltas over each replica's own scrape
+// interval; a counter that went down, or a changed process_start_time_seconds, means the replica
+// restarted and its counters count from that start. A replica seen only in cur has gauges but no
+// rates (ReplicaNew), one only in prev is ReplicaGone, one whose scrape failed is
+// ReplicaUnreachable and contributes nothing. Totals add the replicas' rates and gauges;
+// quantiles are taken after adding their histogram bucket deltas, never by averaging quantiles.
+// The window is whatever lies between the two snapshots: 2 s in `bulkhead top`, 5 minutes for
+// the upstream SLO definition.
+//
+// # Metrics and formulas (per flow = flow_schema × priority_level)
+//
+//	dispatched/s      Δ apiserver_flowcontrol_dispatched_requests_total / Δt
+//	rejected/s        Δ apiserver_flowcontrol_rejected_requests_total{reason} / Δt
+//	executing seats   apiserver_flowcontrol_current_executing_seats (gauge, end of window)
+//	in queue          apiserver_flowcontrol_current_inqueue_requests (gauge, end of window)
+//	wait p99          p99 of Δ apiserver_flowcontrol_request_wait_duration_seconds buckets
+//	                  (execute="true" and "false" together: a request that timed out in its
+//	                  queue waited too)
+//	seat-seconds/s    Δ request_execution_seconds_sum × (Δ work_estimated_seats_sum /
+//	                  Δ work_estimated_seats_count) / Δt
+//
+// Seat-seconds per second is the average number of APF seats the flow held during the window:
+// the share of the server's capacity it consumed. APF has no per-flow seat-time counter, so it is
+// built from the two histograms that exist per flow: apiserver_flowcontrol_request_execution_seconds
+// (time each request spent executing: the whole request, or a WATCH's initial stage only, both
+// `type` values summed) and apiserver_flowcontrol_work_estimated_seats (the seats APF reserved
+// for each request, the maximum of its initial and final seats, observed once per request when
+// the estimate is made). Their sums give total execution time and the mean seats per request; the
+// product is exact when the flow's requests all cost the same seats (a GET is 1, a cluster-wide
+// LIST of thousands of pods 10 or more) and underestimates a flow that mixes cheap short requests
+// with expensive long ones. When no request was estimated in the window but one finished
+// executing (a long LIST started before it), the flow's lifetime mean seats are used. The exempt
+// level reserves no seats, so its flows show 0 seat-seconds; ExecutionSecondsPerSecond (the
+// average number of requests executing) shows their load anyway.
+//
+// Per priority level the flows are summed, and capacity comes from
+// apiserver_flowcontrol_nominal_limit_seats (the level's configured share of
+// --max-requests-inflight + --max-mutating-requests-inflight) and
+// apiserver_flowcontrol_current_limit_seats (after borrowing and lending). Utilization is
+// seat-seconds/s ÷ current limit.
+//
+// # SLIs and SLOs
+//
+// The server-wide SLI is the p99 of Δ apiserver_request_sli_duration_seconds buckets per verb and
+// scope (summed over resources), which excludes webhook time and APF queue wait — the per-flow
+// wait p99 shows the latter. It is compared with the SLOs of kubernetes/community
+// sig-scalability/slos/api_call_latency.md: mutating calls (POST, PUT, PATCH, APPLY, DELETE) on a
+// single object ≤ 1 s; reads (GET, LIST) ≤ 1 s at resource scope, ≤ 5 s at namespace scope,
+// ≤ 30 s at cluster scope. Upstream measures per resource over 5 minutes; a Reading measures per
+// verb and scope over its window, so a short window is a live indication, not an SLO verdict.
+package controlplane

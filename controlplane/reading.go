@@ -1,0 +1,137 @@
+package controlplane
+
+import "time"
+
+// Reading is the control-plane load over the window between two snapshots. The embedded Load is
+// summed over every replica that could be read; Replicas holds each replica's own share.
+type Reading struct {
+	Window Window `json:"window"`
+	Load
+	Replicas []ReplicaStatus `json:"replicas"`
+}
+
+// Window is the time span a Reading covers (the earliest and latest scrape times involved).
+type Window struct {
+	From    time.Time `json:"from"`
+	To      time.Time `json:"to"`
+	Seconds float64   `json:"seconds"`
+}
+
+// Load is what one replica, or all replicas together, carried during the window.
+type Load struct {
+	Flows          []FlowLoad  `json:"flows"`
+	PriorityLevels []LevelLoad `json:"priorityLevels"`
+	SLIs           []SLI       `json:"slis"`
+	Seats          Seats       `json:"seats"`
+}
+
+// FlowLoad is the load of one flow schema within one priority level. Rates are per second over
+// the window; gauges are the value at the end of the window.
+type FlowLoad struct {
+	FlowSchema    string `json:"flowSchema"`
+	PriorityLevel string `json:"priorityLevel"`
+	// DispatchedPerSecond counts requests APF let through to execution.
+	DispatchedPerSecond float64 `json:"dispatchedPerSecond"`
+	// RejectedPerSecond sums RejectedByReason (queue-full, concurrency-limit, time-out, cancelled).
+	RejectedPerSecond float64            `json:"rejectedPerSecond"`
+	RejectedByReason  map[string]float64 `json:"rejectedByReason,omitempty"`
+	// SeatSecondsPerSecond is the average number of seats the flow held during the window (see doc.go).
+	SeatSecondsPerSecond float64 `json:"seatSecondsPerSecond"`
+	// ExecutionSecondsPerSecond is the average number of its requests executing, seats ignored;
+	// it is the only cost signal for the exempt level, which holds no seats.
+	ExecutionSecondsPerSecond float64 `json:"executionSecondsPerSecond"`
+	// AverageSeats is the mean APF seat estimate of the flow's requests in the window.
+	AverageSeats float64 `json:"averageSeats"`
+	// ExecutingSeats and ExecutingRequests are gauges at the end of the window.
+	ExecutingSeats    float64 `json:"executingSeats"`
+	ExecutingRequests float64 `json:"executingRequests"`
+	// InQueue is the number of the flow's requests waiting in APF queues at the end of the window.
+	InQueue float64 `json:"inQueue"`
+	// Wait is the APF queue wait of requests that finished waiting in the window.
+	Wait Quantile `json:"wait"`
+}
+
+// LevelLoad is the load and capacity of one priority level.
+type LevelLoad struct {
+	PriorityLevel             string             `json:"priorityLevel"`
+	DispatchedPerSecond       float64            `json:"dispatchedPerSecond"`
+	RejectedPerSecond         float64            `json:"rejectedPerSecond"`
+	RejectedByReason          map[string]float64 `json:"rejectedByReason,omitempty"`
+	SeatSecondsPerSecond      float64            `json:"seatSecondsPerSecond"`
+	ExecutionSecondsPerSecond float64            `json:"executionSecondsPerSecond"`
+	ExecutingSeats            float64            `json:"executingSeats"`
+	InQueue                   float64            `json:"inQueue"`
+	Wait                      Quantile           `json:"wait"`
+	// NominalLimitSeats is the level's share of the server's seats; CurrentLimitSeats is what it
+	// may use now after borrowing and lending.
+	NominalLimitSeats float64 `json:"nominalLimitSeats"`
+	CurrentLimitSeats float64 `json:"currentLimitSeats"`
+	// Utilization is SeatSecondsPerSecond / CurrentLimitSeats (0 when the level has no seats).
+	Utilization float64 `json:"utilization"`
+}
+
+// Seats totals execution seats over priority levels.
+type Seats struct {
+	// Executing is the seats in use at the end of the window.
+	Executing float64 `json:"executing"`
+	// SeatSecondsPerSecond is the average seats held over the window.
+	SeatSecondsPerSecond float64 `json:"seatSecondsPerSecond"`
+	// Nominal and Current sum the levels' nominal and current limits: the server's seat capacity.
+	Nominal float64 `json:"nominal"`
+	Current float64 `json:"current"`
+}
+
+// SLI is the latency of one verb and scope, compared with the upstream SLO.
+type SLI struct {
+	Verb  string `json:"verb"`
+	Scope string `json:"scope"`
+	// Latency is from apiserver_request_sli_duration_seconds bucket deltas over the window.
+	Latency Quantile `json:"latency"`
+	// SLOSeconds is the upstream p99 objective; 0 when no SLO covers this verb and scope.
+	SLOSeconds float64 `json:"sloSeconds"`
+	// Breached is true when the window's p99 exceeds the SLO.
+	Breached bool `json:"breached"`
+}
+
+// Quantile is a p99 estimated from histogram bucket deltas, and how many observations it rests on.
+// With no observations P99Seconds is 0 and means nothing.
+type Quantile struct {
+	Count      float64 `json:"count"`
+	P99Seconds float64 `json:"p99Seconds"`
+}
+
+// ReplicaState says how much of a replica's load a Reading could compute.
+type ReplicaState string
+
+const (
+	// ReplicaOK: both snapshots read; rates and gauges are valid.
+	ReplicaOK ReplicaState = "ok"
+	// ReplicaNew: first seen in the later snapshot; gauges are valid, rates need another scrape.
+	ReplicaNew ReplicaState = "new"
+	// ReplicaRestarted: the process restarted within the window; rates count from its start.
+	ReplicaRestarted ReplicaState = "restarted"
+	// ReplicaUnreachable: the later scrape failed; Error says why.
+	ReplicaUnreachable ReplicaState = "unreachable"
+	// ReplicaGone: in the earlier snapshot only; discovery no longer lists it.
+	ReplicaGone ReplicaState = "gone"
+)
+
+// ReplicaStatus is one kube-apiserver replica's part of a Reading.
+type ReplicaStatus struct {
+	Replica       string       `json:"replica"`
+	State         ReplicaState `json:"state"`
+	Error         string       `json:"error,omitempty"`
+	ScrapedBytes  int64        `json:"scrapedBytes"`
+	ScrapeSeconds float64      `json:"scrapeSeconds"`
+	Load          *Load        `json:"load,omitempty"`
+}
+
+// Reachable reports whether every replica of the later snapshot could be read.
+func (r Reading) Reachable() bool {
+	for _, rep := range r.Replicas {
+		if rep.State == ReplicaUnreachable {
+			return false
+		}
+	}
+	return true
+}

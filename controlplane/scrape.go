@@ -1,0 +1,228 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	listers "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Options tune a Scraper.
+type Options struct {
+	// Timeout bounds each replica's scrape; default 5 s.
+	Timeout time.Duration
+	// NoDiscovery scrapes only the kubeconfig's server, for control planes whose replicas are not
+	// reachable from the client (a managed load balancer in front of private addresses).
+	NoDiscovery bool
+	// MaxBytes caps a /metrics body; default 256 MiB.
+	MaxBytes int64
+}
+
+// Scraper reads /metrics from every kube-apiserver replica. Replicas come from the
+// default/kubernetes EndpointSlice, kept current by a watch (one long-running request, never a
+// periodic LIST); until the watch has synced, or when it lists nothing, the kubeconfig's server is
+// the only replica.
+type Scraper struct {
+	client   *http.Client
+	scheme   string
+	basePath string
+	fallback string
+	opts     Options
+	slices   listers.EndpointSliceLister
+	synced   cache.InformerSynced
+	start    sync.Once
+	clientGo kubernetes.Interface
+}
+
+// kubernetesServiceSelector picks the EndpointSlices of the default/kubernetes Service.
+const kubernetesServiceSelector = discoveryv1.LabelServiceName + "=kubernetes"
+
+// NewScraper builds a Scraper from the client's rest.Config: it reuses its TLS and
+// authentication, and pins the TLS server name to the kubeconfig's host so that certificates
+// verify when the scraper dials a replica by address.
+func NewScraper(cfg *rest.Config, opts Options) (*Scraper, error) {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 256 << 20
+	}
+	server, err := url.Parse(cfg.Host)
+	if err != nil || server.Host == "" {
+		return nil, fmt.Errorf("kubeconfig server %q is not a URL with a host", cfg.Host)
+	}
+	pinned := rest.CopyConfig(cfg)
+	if pinned.TLSClientConfig.ServerName == "" {
+		pinned.TLSClientConfig.ServerName = server.Hostname()
+	}
+	client, err := rest.HTTPClientFor(pinned)
+	if err != nil {
+		return nil, fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
+	}
+	s := &Scraper{client: client, scheme: server.Scheme, basePath: strings.TrimSuffix(server.Path, "/"), fallback: server.Host, opts: opts}
+	if server.Port() == "" {
+		s.fallback = net.JoinHostPort(server.Hostname(), map[string]string{"http": "80"}[server.Scheme]+map[bool]string{true: "443"}[server.Scheme != "http"])
+	}
+	if !opts.NoDiscovery {
+		s.clientGo, err = kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("client for replica discovery: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Start begins watching the default/kubernetes EndpointSlice until ctx ends. Scrape calls it
+// when the caller did not.
+func (s *Scraper) Start(ctx context.Context) {
+	if s.clientGo == nil {
+		return
+	}
+	s.start.Do(func() {
+		factory := informers.NewSharedInformerFactoryWithOptions(s.clientGo, 0,
+			informers.WithNamespace(metav1.NamespaceDefault),
+			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = kubernetesServiceSelector }))
+		informer := factory.Discovery().V1().EndpointSlices()
+		s.slices, s.synced = informer.Lister(), informer.Informer().HasSynced
+		factory.Start(ctx.Done())
+	})
+}
+
+// WaitForDiscovery waits until the EndpointSlice watch has synced or ctx ends.
+func (s *Scraper) WaitForDiscovery(ctx context.Context) bool {
+	s.Start(ctx)
+	if s.synced == nil {
+		return true
+	}
+	return cache.WaitForCacheSync(ctx.Done(), s.synced)
+}
+
+// Replicas lists the replicas the next Scrape will read, as host:port.
+func (s *Scraper) Replicas() []string {
+	if s.slices == nil || !s.synced() {
+		return []string{s.fallback}
+	}
+	found, err := s.slices.EndpointSlices(metav1.NamespaceDefault).List(labels.Everything())
+	if err != nil {
+		return []string{s.fallback}
+	}
+	if replicas := ReplicasOf(found); len(replicas) > 0 {
+		return replicas
+	}
+	return []string{s.fallback}
+}
+
+// ReplicasOf returns the host:port of every ready endpoint of the kubernetes Service's
+// EndpointSlices, using the port named https (or the only port).
+func ReplicasOf(endpointSlices []*discoveryv1.EndpointSlice) []string {
+	var out []string
+	for _, slice := range endpointSlices {
+		port := httpsPort(slice.Ports)
+		if port == 0 {
+			continue
+		}
+		for _, ep := range slice.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			for _, addr := range ep.Addresses {
+				out = append(out, net.JoinHostPort(addr, strconv.Itoa(int(port))))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func httpsPort(ports []discoveryv1.EndpointPort) int32 {
+	for _, p := range ports {
+		if p.Name != nil && *p.Name == "https" && p.Port != nil {
+			return *p.Port
+		}
+	}
+	if len(ports) == 1 && ports[0].Port != nil {
+		return *ports[0].Port
+	}
+	return 0
+}
+
+// Scrape reads every replica concurrently, each bounded by the timeout. A replica that fails
+// carries its error in the snapshot; Scrape itself does not fail.
+func (s *Scraper) Scrape(ctx context.Context) Snapshot {
+	s.Start(ctx)
+	replicas := s.Replicas()
+	snap := Snapshot{Replicas: make([]ReplicaScrape, len(replicas))}
+	var wg sync.WaitGroup
+	for i, replica := range replicas {
+		wg.Go(func() { snap.Replicas[i] = s.ScrapeReplica(ctx, replica) })
+	}
+	wg.Wait()
+	return snap
+}
+
+// ScrapeReplica reads and parses one replica's /metrics.
+func (s *Scraper) ScrapeReplica(ctx context.Context, replica string) ReplicaScrape {
+	began := time.Now()
+	out := ReplicaScrape{Replica: replica}
+	body, contentType, err := s.fetch(ctx, replica)
+	out.Taken, out.Duration, out.Bytes = time.Now(), time.Since(began), int64(len(body))
+	if err == nil {
+		out.Families, err = ParseMetrics(body, contentType)
+	}
+	if err != nil {
+		out.Err = fmt.Errorf("replica %s: %w", replica, err)
+	}
+	return out
+}
+
+func (s *Scraper) fetch(ctx context.Context, replica string) ([]byte, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	target := s.scheme + "://" + replica + s.basePath + "/metrics"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("request %s: %w", target, err)
+	}
+	req.Header.Set("Accept", acceptHeader)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, "", fmt.Errorf("unreachable: GET %s timed out after %s", target, s.opts.Timeout)
+		}
+		return nil, "", fmt.Errorf("unreachable: GET %s: %w", target, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
+		hint := ""
+		if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusUnauthorized {
+			hint = " (the identity needs get on nonResourceURLs /metrics: see deploy/observe/clusterrole.yaml)"
+		}
+		return nil, "", fmt.Errorf("GET %s answered %s%s: %s", target, resp.Status, hint, strings.TrimSpace(string(snippet)))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, s.opts.MaxBytes+1))
+	if err != nil {
+		return body, "", fmt.Errorf("truncated response from GET %s after %d bytes: %w", target, len(body), err)
+	}
+	if int64(len(body)) > s.opts.MaxBytes {
+		return body, "", fmt.Errorf("GET %s: body larger than %d bytes", target, s.opts.MaxBytes)
+	}
+	return body, resp.Header.Get("Content-Type"), nil
+}
