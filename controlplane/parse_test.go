@@ -18,7 +18,7 @@ func TestParseMetricsRejectsWhatIsNotAnAPIServersMetrics(t *testing.T) {
 		name, contentType, body, wantErr string
 	}{
 		{"garbage", textFormat, "\x00\x01 this is not { metrics", "malformed text metrics"},
-		{"truncated inside a label set", textFormat, good[:strings.Index(good, "apiserver_flowcontrol_dispatched_requests_total{") + 60], "malformed text metrics"},
+		{"truncated inside a label set", textFormat, good[:strings.Index(good, "apiserver_flowcontrol_dispatched_requests_total{")+60], "malformed text metrics"},
 		{"HTML page", "text/html; charset=utf-8", "<html><body>login</body></html>", `content type "text/html" is not a Prometheus exposition format`},
 		{"JSON API answer", "application/json", `{"kind":"Status"}`, `content type "application/json" is not a Prometheus exposition format`},
 		{"no content type", "", good, "is not a Prometheus exposition format"},
