@@ -1,0 +1,117 @@
+package predict
+
+import (
+	"math"
+	"time"
+)
+
+// Estimate is a mean with its standard error.
+type Estimate struct {
+	Mean, SE float64
+	Samples  int
+}
+
+// Low and High bound the 95% interval (normal approximation), never below zero.
+func (e Estimate) Low() float64  { return math.Max(0, e.Mean-z95*e.SE) }
+func (e Estimate) High() float64 { return e.Mean + z95*e.SE }
+
+const z95 = 1.96
+
+// minRelativeSE and minAbsoluteSE floor every standard error: scrape intervals seen by the
+// client and the server differ by tens of milliseconds, so a rate is never known to better than
+// a few percent, however flat the series looks.
+const (
+	minRelativeSE = 0.02
+	minAbsoluteSE = 0.005
+)
+
+// Measurement is one wave's lane demand, split into the start-up burst and the steady state.
+type Measurement struct {
+	// Steady is the lane's mean seat demand once every agent of the wave is Ready and settled.
+	Steady Estimate
+	// BurstPeakPerAgent is the worst interval's demand above Steady during start-up, per agent
+	// started (seats averaged over one scrape interval).
+	BurstPeakPerAgent float64
+	// BurstSeatSecondsPerAgent is the extra work each started agent cost before settling.
+	BurstSeatSecondsPerAgent float64
+	// Throttled: the lane queued or rejected the agents in some interval (demand counts it).
+	Throttled bool
+	// LowerBound: in some interval nothing was dispatched, so demand is only known from below.
+	LowerBound bool
+}
+
+// Measure splits samples at steadyFrom: intervals that begin at or after it are steady state,
+// earlier ones are the start-up burst of the started agents.
+func Measure(samples []Sample, steadyFrom time.Duration, started int) Measurement {
+	price := seatSecondsPerRequest(samples)
+	var m Measurement
+	var steady, burst []weighted
+	for _, s := range samples {
+		d := DemandOf(s, price)
+		m.Throttled = m.Throttled || d.Throttled
+		m.LowerBound = m.LowerBound || d.LowerBound
+		w := weighted{value: d.Seats, weight: s.Span.Seconds()}
+		if s.End-s.Span >= steadyFrom {
+			steady = append(steady, w)
+		} else {
+			burst = append(burst, w)
+		}
+	}
+	m.Steady = estimate(steady)
+	if started > 0 && m.Steady.Samples > 0 {
+		var peak, extra float64
+		for _, b := range burst {
+			excess := b.value - m.Steady.Mean
+			peak = math.Max(peak, excess)
+			extra += math.Max(0, excess) * b.weight
+		}
+		m.BurstPeakPerAgent = peak / float64(started)
+		m.BurstSeatSecondsPerAgent = extra / float64(started)
+	}
+	return m
+}
+
+type weighted struct{ value, weight float64 }
+
+// estimate is the time-weighted mean and its standard error. It treats intervals as
+// independent; consecutive scrapes of a periodic agent are close to that when the scrape
+// interval is not shorter than the agent's period.
+func estimate(xs []weighted) Estimate {
+	var sumW, sumWX float64
+	for _, x := range xs {
+		sumW += x.weight
+		sumWX += x.weight * x.value
+	}
+	if sumW == 0 {
+		return Estimate{}
+	}
+	mean := sumWX / sumW
+	n := len(xs)
+	se := math.Inf(1)
+	if n > 1 {
+		var ss float64
+		for _, x := range xs {
+			ss += x.weight * (x.value - mean) * (x.value - mean)
+		}
+		variance := ss / sumW * float64(n) / float64(n-1)
+		// Widen by t/z so the normal 95% interval of Low/High is a Student-t interval: with a
+		// dozen samples of a noisy agent, the normal one is too narrow.
+		se = math.Sqrt(variance/float64(n)) * t975(n-1) / z95
+	}
+	return Estimate{Mean: mean, SE: floorSE(mean, se), Samples: n}
+}
+
+func floorSE(mean, se float64) float64 {
+	return math.Max(se, math.Max(minAbsoluteSE, minRelativeSE*math.Abs(mean)))
+}
+
+// t975 is the 97.5% quantile of Student's t with df degrees of freedom: exact table values up
+// to 10, the Cornish-Fisher expansion beyond (within 0.003 of the true value there).
+func t975(df int) float64 {
+	table := [...]float64{1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+	if df < len(table) {
+		return table[df]
+	}
+	z, d := z95, float64(df)
+	return z + (z*z*z+z)/(4*d) + (5*z*z*z*z*z+16*z*z*z+3*z)/(96*d*d)
+}
