@@ -23,5 +23,6 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.SetErr(errOut)
 	kube.AddFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCommand())
+	root.AddCommand(newTopCommand(kube))
 	return root
 }
