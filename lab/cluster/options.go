@@ -1,0 +1,101 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// Options size and shape the lab.
+type Options struct {
+	Dir                         string
+	Nodes                       int
+	PodsPerNode                 int
+	Services                    int
+	MaxRequestsInflight         int
+	MaxMutatingRequestsInflight int
+	// Port is the apiserver's secure port on 127.0.0.1; 0 picks a free one.
+	Port int
+}
+
+// DefaultOptions are the sizes `bulkhead-lab up` uses without flags.
+func DefaultOptions() Options {
+	return Options{
+		Dir:                         ".lab",
+		Nodes:                       200,
+		PodsPerNode:                 10,
+		Services:                    50,
+		MaxRequestsInflight:         400,
+		MaxMutatingRequestsInflight: 200,
+	}
+}
+
+// Validate checks the options without starting anything.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Dir == "" {
+		errs = append(errs, errors.New("--dir must not be empty"))
+	}
+	if o.Nodes <= 0 {
+		errs = append(errs, fmt.Errorf("--nodes must be at least 1, got %d", o.Nodes))
+	}
+	if o.PodsPerNode < 0 {
+		errs = append(errs, fmt.Errorf("--pods-per-node must not be negative, got %d", o.PodsPerNode))
+	}
+	if o.PodsPerNode > 100 {
+		errs = append(errs, fmt.Errorf("--pods-per-node must be at most 100 (nodes allow 110 pods, DaemonSets need room), got %d", o.PodsPerNode))
+	}
+	if o.Services < 0 {
+		errs = append(errs, fmt.Errorf("--services must not be negative, got %d", o.Services))
+	}
+	if o.PodsPerNode > 0 && o.Services == 0 {
+		errs = append(errs, errors.New("--pods-per-node needs at least one service: filler pods belong to the services' Deployments"))
+	}
+	if o.MaxRequestsInflight <= 0 {
+		errs = append(errs, fmt.Errorf("--max-requests-inflight must be at least 1, got %d", o.MaxRequestsInflight))
+	}
+	if o.MaxMutatingRequestsInflight <= 0 {
+		errs = append(errs, fmt.Errorf("--max-mutating-requests-inflight must be at least 1, got %d", o.MaxMutatingRequestsInflight))
+	}
+	if o.Port < 0 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--port must be between 0 and 65535, got %d", o.Port))
+	}
+	if o.Nodes > 32768 {
+		errs = append(errs, fmt.Errorf("--nodes must be at most 32768 (one /24 pod CIDR per node in 10.128.0.0/9), got %d", o.Nodes))
+	}
+	return errors.Join(errs...)
+}
+
+// checkDir makes sure dir exists (creating it) and is writable.
+func checkDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--dir %s: %w", dir, err)
+	}
+	probe, err := os.CreateTemp(dir, ".write-check-")
+	if err != nil {
+		return fmt.Errorf("--dir %s is not writable: %w", dir, err)
+	}
+	probe.Close()
+	return os.Remove(probe.Name())
+}
+
+// reservePort returns a free 127.0.0.1 port, or checks that a requested one is free.
+func reservePort(port int) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return 0, fmt.Errorf("port %d on 127.0.0.1 is not available: %w", port, err)
+	}
+	got := l.Addr().(*net.TCPAddr).Port
+	return got, l.Close()
+}
+
+func absDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("--dir %s: %w", dir, err)
+	}
+	return abs, nil
+}

@@ -1,0 +1,123 @@
+package cluster
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// component is a control-plane binary run as a child process of the lab's own executable
+// (`bulkhead-lab kube-apiserver ...`). The supervisor restarts it if it dies unexpectedly and
+// leaves it down when stopped on purpose.
+type component struct {
+	name    string
+	args    []string
+	logPath string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	wanted  bool
+	closing bool
+}
+
+func newComponent(name, logPath string, args []string) *component {
+	return &component{name: name, args: args, logPath: logPath}
+}
+
+// start launches the child and keeps it running until stop.
+func (c *component) start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd != nil {
+		return nil
+	}
+	c.wanted = true
+	return c.launchLocked()
+}
+
+func (c *component) launchLocked() error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("%s: find own executable: %w", c.name, err)
+	}
+	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("%s: log file: %w", c.name, err)
+	}
+	cmd := exec.Command(self, append([]string{c.name}, c.args...)...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Own process group: a terminal's Ctrl-C reaches only the supervisor, which stops children
+	// in order. Pdeathsig: children never outlive a supervisor that was killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("%s: start: %w", c.name, err)
+	}
+	exited := make(chan struct{})
+	c.cmd, c.exited = cmd, exited
+	go func() {
+		err := cmd.Wait()
+		logFile.Close()
+		close(exited)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.cmd != cmd {
+			return
+		}
+		c.cmd = nil
+		if c.wanted && !c.closing {
+			log.Printf("%s exited unexpectedly (%v); restarting in 2s, see %s", c.name, err, c.logPath)
+			time.AfterFunc(2*time.Second, func() {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				if c.wanted && !c.closing && c.cmd == nil {
+					if err := c.launchLocked(); err != nil {
+						log.Printf("restart %s: %v", c.name, err)
+					}
+				}
+			})
+		}
+	}()
+	return nil
+}
+
+// stop terminates the child (SIGTERM, then SIGKILL after grace) and leaves it down.
+func (c *component) stop(grace time.Duration) {
+	c.mu.Lock()
+	c.wanted = false
+	cmd, exited := c.cmd, c.exited
+	c.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	}
+}
+
+// close stops the child for good: it is never restarted afterwards.
+func (c *component) close(grace time.Duration) {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	c.stop(grace)
+}
+
+// pid is the child's process id, or 0 when it is not running.
+func (c *component) pid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bulkhead-dev/bulkhead/lab/cluster"
+)
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "bulkhead-lab",
+		Short:         "A real Kubernetes control plane with fake nodes and emulated agent traffic",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newUpCommand(), newCtlCommand(), newBenchCommand())
+	return root
+}
+
+func newUpCommand() *cobra.Command {
+	opts := cluster.DefaultOptions()
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the lab and run it in the foreground until interrupted",
+		Long: `Start etcd, kube-apiserver, kube-controller-manager, kube-scheduler, fake kubelets for
+--nodes nodes and the behaviour emulator; create --services Deployments+Services holding
+--nodes × --pods-per-node filler pods; print one "bulkhead-lab: ready" line with the admin
+kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cluster.Up(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Dir, "dir", opts.Dir, "directory for state, logs and the admin kubeconfig")
+	f.IntVar(&opts.Nodes, "nodes", opts.Nodes, "number of fake nodes")
+	f.IntVar(&opts.PodsPerNode, "pods-per-node", opts.PodsPerNode, "filler pods per node (spread over the services' Deployments)")
+	f.IntVar(&opts.Services, "services", opts.Services, "Services, each backed by a Deployment (every fifth is headless)")
+	f.IntVar(&opts.MaxRequestsInflight, "max-requests-inflight", opts.MaxRequestsInflight, "kube-apiserver --max-requests-inflight")
+	f.IntVar(&opts.MaxMutatingRequestsInflight, "max-mutating-requests-inflight", opts.MaxMutatingRequestsInflight, "kube-apiserver --max-mutating-requests-inflight")
+	f.IntVar(&opts.Port, "port", opts.Port, "kube-apiserver port on 127.0.0.1 (0 picks a free one)")
+	return cmd
+}
+
+func newCtlCommand() *cobra.Command {
+	dir := cluster.DefaultOptions().Dir
+	ctl := &cobra.Command{
+		Use:   "ctl",
+		Short: "Control a running lab (fault injection, status)",
+	}
+	ctl.PersistentFlags().StringVar(&dir, "dir", dir, "directory of the running lab")
+	call := func(cmd *cobra.Command, method, path string) error {
+		ctx, cancel := context.WithTimeout(cmd.Context(), 3*time.Minute)
+		defer cancel()
+		body, err := cluster.Call(ctx, dir, method, path)
+		if err != nil {
+			return err
+		}
+		_, err = cmd.OutOrStdout().Write(body)
+		return err
+	}
+	apiserver := &cobra.Command{
+		Use:       "apiserver stop|start",
+		Short:     "Stop or start kube-apiserver; etcd, fake nodes and everything else keep running",
+		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
+		ValidArgs: []string{"stop", "start"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return call(cmd, http.MethodPost, "/apiserver/"+args[0])
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Print the lab's status as JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, http.MethodGet, "/status")
+		},
+	}
+	stats := &cobra.Command{
+		Use:   "stats",
+		Short: "Print the behaviour emulator's request statistics as JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			reset, _ := cmd.Flags().GetBool("reset")
+			return call(cmd, http.MethodGet, fmt.Sprintf("/stats?reset=%t", reset))
+		},
+	}
+	stats.Flags().Bool("reset", false, "start a new statistics window after printing")
+	ctl.AddCommand(apiserver, status, stats)
+	return ctl
+}
+
+func newBenchCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "bench",
+		Short:  "Benchmarks that print tables",
+		Hidden: len(os.Args) == 0,
+	}
+}
