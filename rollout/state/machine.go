@@ -1,0 +1,215 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/predict"
+)
+
+// Action is what the executor must do next for a state. Every action is idempotent: doing it
+// twice, or half of it and then all of it, ends in the same cluster. That is what lets a
+// killed CLI resume by re-reading the state and doing NextAction again.
+type Action string
+
+const (
+	// RollWave switches nodes until the current wave's target is reached: label the next
+	// nodes (new DaemonSet) or delete their old-revision pods (update). Nodes already switched
+	// are skipped.
+	RollWave Action = "roll-wave"
+	// Soak measures the current wave (or the baseline) and asks analyze for a decision.
+	Soak Action = "soak"
+	// Finish restores the user's update strategy (and, for a new DaemonSet, its exact
+	// template), removes the node labels and the lane.
+	Finish Action = "finish"
+	// Rollback squeezes the lane, restores the old pods (or deletes a new DaemonSet), then
+	// restores the strategy and removes the lane.
+	Rollback Action = "rollback"
+	// Wait: paused until resume.
+	Wait Action = "wait"
+	// None: the rollout is over.
+	None Action = "none"
+)
+
+// NextAction is the action the state calls for.
+func (s State) NextAction() Action {
+	switch {
+	case s.Terminal():
+		return None
+	case s.Phase == RollingBack:
+		return Rollback // a rollback is never paused
+	case s.Paused:
+		return Wait
+	}
+	switch s.Phase {
+	case Rolling:
+		return RollWave
+	case Baseline, Soaking:
+		return Soak
+	default: // Finishing
+		return Finish
+	}
+}
+
+// Start is what a new rollout knows when it begins.
+type Start struct {
+	ID               string
+	Kind             Kind
+	WavesSpec        string
+	Targets          []int
+	Eligible         int
+	Soak             time.Duration
+	BudgetPercent    float64
+	BudgetSeats      float64
+	Lane             Lane
+	NodeLabel        string
+	OriginalStrategy appsv1.DaemonSetUpdateStrategy
+	OriginalHash     string
+}
+
+// New is a rollout's first state: an update begins with a baseline soak, a new DaemonSet
+// with rolling wave 1.
+func New(st Start, now time.Time) (State, error) {
+	s := State{
+		Version: version, ID: st.ID, Kind: st.Kind,
+		WavesSpec: st.WavesSpec, Targets: append([]int(nil), st.Targets...), Eligible: st.Eligible,
+		Soak: Duration{st.Soak}, BudgetPercent: st.BudgetPercent, BudgetSeats: st.BudgetSeats,
+		Lane: st.Lane, NodeLabel: st.NodeLabel, OriginalStrategy: st.OriginalStrategy, OriginalHash: st.OriginalHash,
+		Updated: now,
+	}
+	if st.Kind == Update {
+		s.Phase, s.SoakStarted = Baseline, now
+	} else {
+		s.Phase, s.Wave, s.WaveStarted = Rolling, 1, now
+	}
+	if st.Soak <= 0 {
+		return State{}, fmt.Errorf("soak %v must be positive", st.Soak)
+	}
+	if st.BudgetPercent <= 0 || st.BudgetPercent > 100 {
+		return State{}, fmt.Errorf("budget %v%% must be within (0, 100]", st.BudgetPercent)
+	}
+	if err := s.validate(); err != nil {
+		return State{}, err
+	}
+	return s, nil
+}
+
+// WaveRolled records that the current wave's nodes are switched (done of them in all):
+// Rolling → Soaking.
+func (s State) WaveRolled(done int, now time.Time) (State, error) {
+	if s.Phase != Rolling {
+		return s, fmt.Errorf("wave %d cannot finish rolling in phase %s", s.Wave, s.Phase)
+	}
+	if done < s.Target() {
+		return s, fmt.Errorf("wave %d has %d of its %d nodes switched", s.Wave, done, s.Target())
+	}
+	s.Phase, s.Done, s.SoakStarted, s.Updated = Soaking, done, now, now
+	return s, nil
+}
+
+// Decided applies an analysis verdict to a soaking wave or the baseline. Proceed records the
+// wave's measurement and moves on (to the next wave, or to finishing after the last); Hold
+// changes nothing; Halt starts the rollback with the reasons.
+func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now time.Time) (State, error) {
+	if s.Phase != Soaking && s.Phase != Baseline {
+		return s, fmt.Errorf("a %s verdict needs a soaking wave, but the rollout is in phase %s", v, s.Phase)
+	}
+	switch v {
+	case analyze.Hold:
+		return s, nil
+	case analyze.Halt:
+		s.Phase, s.Reason, s.Updated = RollingBack, reason, now
+		return s, nil
+	case analyze.Proceed:
+	default:
+		return s, fmt.Errorf("unknown verdict %q", v)
+	}
+	rec.Wave = s.Wave
+	s.History = append(append([]WaveRecord(nil), s.History...), rec)
+	if s.Wave == len(s.Targets) {
+		s.Phase = Finishing
+	} else {
+		s.Phase, s.Wave, s.WaveStarted = Rolling, s.Wave+1, now
+	}
+	s.Updated = now
+	return s, nil
+}
+
+// Finished: Finishing → Complete.
+func (s State) Finished(now time.Time) (State, error) {
+	if s.Phase != Finishing {
+		return s, fmt.Errorf("cannot complete a rollout in phase %s", s.Phase)
+	}
+	s.Phase, s.Updated = Complete, now
+	return s, nil
+}
+
+// RolledBackAt: RollingBack → RolledBack.
+func (s State) RolledBackAt(now time.Time) (State, error) {
+	if s.Phase != RollingBack {
+		return s, fmt.Errorf("cannot mark a rollout in phase %s rolled back", s.Phase)
+	}
+	s.Phase, s.Updated = RolledBack, now
+	return s, nil
+}
+
+// Pause stops the rollout after the current action. Pausing twice is fine; pausing a
+// rollback is not (a half rollback is worse than either end).
+func (s State) Pause(now time.Time) (State, error) {
+	switch {
+	case s.Terminal():
+		return s, fmt.Errorf("the rollout is already %s", s.Phase)
+	case s.Phase == RollingBack:
+		return s, fmt.Errorf("the rollout is rolling back (%s); a rollback cannot be paused", s.Reason)
+	}
+	s.Paused, s.Updated = true, now
+	return s, nil
+}
+
+// Resume continues a paused or orphaned rollout (its CLI died). A soak restarts from now:
+// the dead process's samples are gone, and the wave's agents are running already.
+func (s State) Resume(now time.Time) (State, error) {
+	if s.Terminal() {
+		return s, fmt.Errorf("the rollout is already %s; nothing to resume", s.Phase)
+	}
+	s.Paused = false
+	if s.Phase == Soaking || s.Phase == Baseline {
+		s.SoakStarted = now
+	}
+	s.Updated = now
+	return s, nil
+}
+
+// Abort starts a rollback on the user's request. Aborting a rollback in progress is a no-op.
+func (s State) Abort(reason string, now time.Time) (State, error) {
+	switch {
+	case s.Terminal():
+		return s, fmt.Errorf("the rollout is already %s; nothing to abort", s.Phase)
+	case s.Phase == RollingBack:
+		return s, nil
+	}
+	s.Phase, s.Paused, s.Reason, s.Updated = RollingBack, false, reason, now
+	return s, nil
+}
+
+// Points are the recorded waves as regression points for predict.FitCost.
+func (s State) Points() []predict.Point {
+	out := make([]predict.Point, 0, len(s.History))
+	for _, r := range s.History {
+		out = append(out, predict.Point{Old: r.Old, New: r.New,
+			Seats: predict.Estimate{Mean: r.Seats, SE: r.SE, Samples: r.Samples}})
+	}
+	return out
+}
+
+// PriorBurstPerAgent is the largest start-up burst per agent any recorded wave saw.
+func (s State) PriorBurstPerAgent() float64 {
+	var b float64
+	for _, r := range s.History {
+		b = max(b, r.BurstPeakPerAgent)
+	}
+	return b
+}

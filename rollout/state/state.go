@@ -1,0 +1,180 @@
+package state
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+)
+
+// Phase is where a rollout stands.
+type Phase string
+
+const (
+	// Baseline: an update soaks the current version in its lane before any pod changes, to
+	// measure what the old version costs.
+	Baseline Phase = "Baseline"
+	// Rolling: wave Wave's nodes are being switched to the new pods.
+	Rolling Phase = "Rolling"
+	// Soaking: wave Wave is switched; bulkhead watches it until the analysis decides.
+	Soaking Phase = "Soaking"
+	// Finishing: every wave passed; the user's update strategy (and, for a new DaemonSet,
+	// its exact template) is being restored and the lane removed.
+	Finishing Phase = "Finishing"
+	// Complete: done; terminal.
+	Complete Phase = "Complete"
+	// RollingBack: halted or aborted; the lane is squeezed and the old pods restored.
+	RollingBack Phase = "RollingBack"
+	// RolledBack: the rollback finished; terminal.
+	RolledBack Phase = "RolledBack"
+)
+
+// Kind says whether the rollout creates a DaemonSet or updates one.
+type Kind string
+
+const (
+	Create Kind = "create"
+	Update Kind = "update"
+)
+
+// version is the schema version of the persisted state.
+const version = 1
+
+// State is everything a rollout must remember across processes: enough for `status` on any
+// machine and for `resume` after the CLI died at any instant.
+type State struct {
+	Version int  `json:"v"`
+	ID      string `json:"id"`
+	Kind    Kind   `json:"kind"`
+	Phase   Phase  `json:"phase"`
+	// Paused stops the rollout between actions; RollingBack cannot be paused.
+	Paused bool `json:"paused,omitempty"`
+
+	// WavesSpec is --waves as given; Targets are its cumulative node counts resolved against
+	// Eligible nodes when the rollout started.
+	WavesSpec string `json:"waves"`
+	Targets   []int  `json:"targets"`
+	Eligible  int    `json:"eligible"`
+	// Wave is the current wave, 1-based (0 during the baseline).
+	Wave int `json:"wave"`
+	// Done is how many nodes run the new pods (as of the last completed action).
+	Done int `json:"done"`
+	// WaveStarted is when the current wave's pods began changing; SoakStarted is when
+	// the current soak began (reset on resume, since a dead CLI's samples are lost).
+	WaveStarted time.Time `json:"waveStarted,omitzero"`
+	SoakStarted time.Time `json:"soakStarted,omitzero"`
+
+	Soak          Duration `json:"soak"`
+	BudgetPercent float64       `json:"budgetPercent"`
+	BudgetSeats   float64       `json:"budgetSeats"`
+
+	// Lane names the rollout's FlowSchema and PriorityLevelConfiguration.
+	Lane Lane `json:"lane"`
+	// NodeLabel is the node label that gates a new DaemonSet's pods (Create only).
+	NodeLabel string `json:"nodeLabel,omitempty"`
+	// OriginalStrategy is the user's update strategy, restored at the end.
+	OriginalStrategy appsv1.DaemonSetUpdateStrategy `json:"originalStrategy"`
+	// OriginalHash is the controller-revision-hash of the pods before an update: the
+	// revision a rollback restores.
+	OriginalHash string `json:"originalHash,omitempty"`
+
+	// History keeps each finished wave's steady measurement for the per-version regression.
+	History []WaveRecord `json:"history,omitempty"`
+	// Reason says why a rollout is rolling back (halt reasons or "aborted by user").
+	Reason string `json:"reason,omitempty"`
+	// Updated is when this state was last written.
+	Updated time.Time `json:"updated"`
+}
+
+// Lane is the names of the rollout's APF objects.
+type Lane struct {
+	FlowSchema    string `json:"flowSchema"`
+	PriorityLevel string `json:"priorityLevel"`
+}
+
+// WaveRecord is one soaked wave's steady measurement (wave 0 is the baseline).
+type WaveRecord struct {
+	Wave              int     `json:"wave"`
+	Old               int     `json:"old"`
+	New               int     `json:"new"`
+	Seats             float64 `json:"seats"`
+	SE                float64 `json:"se"`
+	Samples           int     `json:"samples"`
+	BurstPeakPerAgent float64 `json:"burst,omitempty"`
+}
+
+// Terminal reports whether nothing is left to do.
+func (s State) Terminal() bool { return s.Phase == Complete || s.Phase == RolledBack }
+
+// Target is the cumulative node count the current wave reaches (0 during the baseline).
+func (s State) Target() int {
+	if s.Wave < 1 || s.Wave > len(s.Targets) {
+		return 0
+	}
+	return s.Targets[s.Wave-1]
+}
+
+func (s State) validate() error {
+	if s.Version != version {
+		return fmt.Errorf("state version %d is not supported (want %d); was it written by another bulkhead?", s.Version, version)
+	}
+	switch s.Kind {
+	case Create, Update:
+	default:
+		return fmt.Errorf("kind %q is not create or update", s.Kind)
+	}
+	switch s.Phase {
+	case Baseline, Rolling, Soaking, Finishing, Complete, RollingBack, RolledBack:
+	default:
+		return fmt.Errorf("phase %q is unknown", s.Phase)
+	}
+	if s.ID == "" {
+		return fmt.Errorf("rollout id is empty")
+	}
+	if len(s.Targets) == 0 {
+		return fmt.Errorf("no wave targets")
+	}
+	for i, t := range s.Targets {
+		if t < 1 || (i > 0 && t <= s.Targets[i-1]) || t > s.Eligible {
+			return fmt.Errorf("wave targets %v must strictly increase within 1..%d eligible nodes", s.Targets, s.Eligible)
+		}
+	}
+	if s.Wave < 0 || s.Wave > len(s.Targets) {
+		return fmt.Errorf("wave %d is outside 0..%d", s.Wave, len(s.Targets))
+	}
+	if s.Phase == Baseline && (s.Kind != Update || s.Wave != 0) {
+		return fmt.Errorf("a baseline belongs to an update before wave 1 (kind %s, wave %d)", s.Kind, s.Wave)
+	}
+	if (s.Phase == Rolling || s.Phase == Soaking) && s.Wave < 1 {
+		return fmt.Errorf("phase %s needs a wave ≥ 1, have %d", s.Phase, s.Wave)
+	}
+	if s.Lane.FlowSchema == "" || s.Lane.PriorityLevel == "" {
+		return fmt.Errorf("lane names are missing")
+	}
+	if s.Kind == Create && s.NodeLabel == "" {
+		return fmt.Errorf("a new DaemonSet's rollout needs its node label")
+	}
+	if s.Kind == Update && s.OriginalHash == "" {
+		return fmt.Errorf("an update needs the original revision hash to roll back to")
+	}
+	return nil
+}
+
+// Duration is a time.Duration that reads as "60s" in the annotation, for humans using kubectl.
+type Duration struct{ time.Duration }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(strconv.Quote(d.String())), nil }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %s: want a quoted string like \"60s\"", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	d.Duration = v
+	return nil
+}

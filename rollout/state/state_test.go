@@ -1,0 +1,276 @@
+package state
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+)
+
+var t0 = time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)
+
+func at(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+
+func userStrategy() appsv1.DaemonSetUpdateStrategy {
+	maxUnavailable := intstr.FromString("10%")
+	return appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable}}
+}
+
+func start(kind Kind) Start {
+	st := Start{
+		ID: "r-1", Kind: kind, WavesSpec: "1%,5%,100%", Targets: []int{2, 10, 200}, Eligible: 200,
+		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,
+		Lane:             Lane{FlowSchema: "bulkhead-obs.agent", PriorityLevel: "bulkhead-obs.agent"},
+		OriginalStrategy: userStrategy(),
+	}
+	if kind == Create {
+		st.NodeLabel = "rollout.bulkhead.dev/obs.agent"
+	} else {
+		st.OriginalHash = "6b7f9c"
+	}
+	return st
+}
+
+func mustNew(t *testing.T, kind Kind) State {
+	t.Helper()
+	s, err := New(start(kind), t0)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return s
+}
+
+// roundTrip is what a kill -9 does to the state: only the annotation survives.
+func roundTrip(t *testing.T, s State) State {
+	t.Helper()
+	ann, err := Encode(s)
+	if err != nil {
+		t.Fatalf("Encode: %v", err)
+	}
+	got, found, err := Decode(ann)
+	if err != nil || !found {
+		t.Fatalf("Decode: found %v, %v", found, err)
+	}
+	return got
+}
+
+// mustFor returns a helper that unwraps a transition's result, failing t on error.
+func mustFor(t *testing.T) func(State, error) State {
+	return func(s State, err error) State {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("transition: %v", err)
+		}
+		return s
+	}
+}
+
+func TestEncodeDecodeRoundTripsEveryField(t *testing.T) {
+	s := mustNew(t, Update)
+	s.Paused = true
+	s.History = []WaveRecord{{Wave: 0, Old: 200, Seats: 20, SE: 0.4, Samples: 12}}
+	s.Reason = "none yet"
+	if got := roundTrip(t, s); !reflect.DeepEqual(got, s) {
+		t.Fatalf("round trip changed the state:\n got %+v\nwant %+v", got, s)
+	}
+	ann, err := Encode(s)
+	if err != nil {
+		t.Fatalf("Encode: %v", err)
+	}
+	if raw := ann[Annotation]; !strings.Contains(raw, `"soak":"1m0s"`) || !strings.Contains(raw, `"phase":"Baseline"`) {
+		t.Fatalf("the annotation should read well in kubectl: %s", raw)
+	}
+}
+
+func TestDecodeWithoutAnnotationIsNotFound(t *testing.T) {
+	s, found, err := Decode(map[string]string{"other": "x"})
+	if found || err != nil || !reflect.DeepEqual(s, State{}) {
+		t.Fatalf("Decode = %+v, %v, %v; want not found", s, found, err)
+	}
+}
+
+func TestDecodeNamesWhatIsWrongWithADamagedState(t *testing.T) {
+	good, err := Encode(mustNew(t, Create))
+	if err != nil {
+		t.Fatalf("Encode: %v", err)
+	}
+	edit := func(old, new string) map[string]string {
+		return map[string]string{Annotation: strings.Replace(good[Annotation], old, new, 1)}
+	}
+	tests := []struct {
+		name    string
+		ann     map[string]string
+		wantErr string
+	}{
+		{"not JSON", map[string]string{Annotation: "{oops"}, "is not a rollout state"},
+		{"another release", edit(`"v":1`, `"v":7`), "state version 7 is not supported"},
+		{"unknown phase", edit(`"phase":"Rolling"`, `"phase":"Dancing"`), `phase "Dancing" is unknown`},
+		{"unknown field", edit(`"v":1,`, `"v":1,"extra":true,`), `unknown field "extra"`},
+		{"targets not increasing", edit(`"targets":[2,10,200]`, `"targets":[10,2,200]`), "must strictly increase"},
+		{"wave out of range", edit(`"wave":1`, `"wave":9`), "wave 9 is outside 0..3"},
+		{"lane missing", edit(`"flowSchema":"bulkhead-obs.agent"`, `"flowSchema":""`), "lane names are missing"},
+		{"bad duration", edit(`"soak":"1m0s"`, `"soak":"soon"`), `duration "soon"`},
+		{"create without node label", edit(`"nodeLabel":"rollout.bulkhead.dev/obs.agent",`, ``), "needs its node label"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, found, err := Decode(tt.ann)
+			if !found || err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("found %v, error %v; want found and an error containing %q", found, err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestNewRejectsBadStarts(t *testing.T) {
+	tests := []struct {
+		name    string
+		change  func(*Start)
+		wantErr string
+	}{
+		{"zero soak", func(s *Start) { s.Soak = 0 }, "soak 0s must be positive"},
+		{"budget over 100%", func(s *Start) { s.BudgetPercent = 150 }, "budget 150% must be within (0, 100]"},
+		{"zero budget", func(s *Start) { s.BudgetPercent = 0 }, "budget 0% must be within (0, 100]"},
+		{"update without revision", func(s *Start) { s.OriginalHash = "" }, "needs the original revision hash"},
+		{"targets beyond the fleet", func(s *Start) { s.Targets = []int{2, 300} }, "within 1..200 eligible nodes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := start(Update)
+			tt.change(&st)
+			if _, err := New(st, t0); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// A new DaemonSet through all its waves, with a kill -9 (encode, decode) between every step:
+// the persisted state always calls for the same next action.
+func TestACreateRolloutWalksItsWavesAndSurvivesRestartsAtEveryStep(t *testing.T) {
+	must := mustFor(t)
+	s := mustNew(t, Create)
+	var trail []string
+	record := func(s State) State {
+		s = roundTrip(t, s)
+		trail = append(trail, string(s.Phase)+"/"+string(s.NextAction()))
+		return s
+	}
+	s = record(s)
+	for i, target := range []int{2, 10, 200} {
+		s = record(must(s.WaveRolled(target, at(10*i+1))))
+		s = record(must(s.Decided(analyze.Hold, WaveRecord{}, "", at(10*i+2))))
+		s = record(must(s.Decided(analyze.Proceed, WaveRecord{New: target, Seats: 0.01 * float64(target), SE: 0.005, Samples: 10}, "", at(10*i+3))))
+	}
+	s = record(must(s.Finished(at(99))))
+	want := []string{
+		"Rolling/roll-wave",
+		"Soaking/soak", "Soaking/soak", "Rolling/roll-wave",
+		"Soaking/soak", "Soaking/soak", "Rolling/roll-wave",
+		"Soaking/soak", "Soaking/soak", "Finishing/finish",
+		"Complete/none",
+	}
+	if !reflect.DeepEqual(trail, want) {
+		t.Fatalf("trail = %v\nwant %v", trail, want)
+	}
+	if len(s.History) != 3 || s.History[2].Wave != 3 || s.Done != 200 {
+		t.Fatalf("history %+v, done %d", s.History, s.Done)
+	}
+	if pts := s.Points(); len(pts) != 3 || pts[1].New != 10 || pts[1].Seats.Mean != 0.1 {
+		t.Fatalf("points %+v", pts)
+	}
+}
+
+func TestAnUpdateBeginsWithABaselineAndHaltsIntoARollback(t *testing.T) {
+	must := mustFor(t)
+	s := mustNew(t, Update)
+	if s.Phase != Baseline || s.NextAction() != Soak || s.Wave != 0 {
+		t.Fatalf("an update starts by soaking a baseline, got %s/%s wave %d", s.Phase, s.NextAction(), s.Wave)
+	}
+	s = must(s.Decided(analyze.Proceed, WaveRecord{Old: 200, Seats: 20, SE: 0.4, Samples: 12}, "", at(60)))
+	if s.Phase != Rolling || s.Wave != 1 || !s.WaveStarted.Equal(at(60)) {
+		t.Fatalf("after the baseline: %s wave %d started %v", s.Phase, s.Wave, s.WaveStarted)
+	}
+	s = must(s.WaveRolled(2, at(70)))
+	s = must(s.Decided(analyze.Halt, WaveRecord{}, "200 agents would need 200 seats", at(100)))
+	s = roundTrip(t, s)
+	if s.Phase != RollingBack || s.NextAction() != Rollback || s.Reason != "200 agents would need 200 seats" {
+		t.Fatalf("after a halt: %s/%s %q", s.Phase, s.NextAction(), s.Reason)
+	}
+	if _, err := s.Pause(at(101)); err == nil || !strings.Contains(err.Error(), "a rollback cannot be paused") {
+		t.Fatalf("pausing a rollback: %v", err)
+	}
+	s = must(s.RolledBackAt(at(120)))
+	if s.NextAction() != None || !s.Terminal() {
+		t.Fatalf("after rollback: %s/%s", s.Phase, s.NextAction())
+	}
+	if pts := s.Points(); len(pts) != 1 || pts[0].Old != 200 {
+		t.Fatalf("the halted wave must not enter the history: %+v", pts)
+	}
+}
+
+func TestPauseResumeAndAbort(t *testing.T) {
+	must := mustFor(t)
+	s := mustNew(t, Create)
+	s = must(s.WaveRolled(2, at(10)))
+	s = must(s.Pause(at(20)))
+	if s.NextAction() != Wait {
+		t.Fatalf("paused: action %s, want wait", s.NextAction())
+	}
+	s = must(s.Pause(at(21))) // pausing twice is fine
+	s = must(s.Resume(at(30)))
+	if s.NextAction() != Soak || !s.SoakStarted.Equal(at(30)) {
+		t.Fatalf("resumed: action %s, soak started %v; the soak restarts at resume", s.NextAction(), s.SoakStarted)
+	}
+	paused := must(s.Pause(at(40)))
+	s = must(paused.Abort("aborted by user", at(50)))
+	if s.Phase != RollingBack || s.Paused || s.NextAction() != Rollback {
+		t.Fatalf("abort of a paused rollout: %s paused=%v action %s", s.Phase, s.Paused, s.NextAction())
+	}
+	again := must(s.Abort("again", at(51)))
+	if again.Reason != "aborted by user" {
+		t.Fatalf("a second abort must not rewrite the reason: %q", again.Reason)
+	}
+	done := must(s.RolledBackAt(at(60)))
+	for name, f := range map[string]func() (State, error){
+		"resume": func() (State, error) { return done.Resume(at(61)) },
+		"abort":  func() (State, error) { return done.Abort("x", at(61)) },
+		"pause":  func() (State, error) { return done.Pause(at(61)) },
+	} {
+		if _, err := f(); err == nil || !strings.Contains(err.Error(), "already RolledBack") {
+			t.Fatalf("%s after rollback: %v", name, err)
+		}
+	}
+}
+
+func TestTransitionsOutOfOrderAreRefused(t *testing.T) {
+	must := mustFor(t)
+	s := mustNew(t, Create)
+	tests := []struct {
+		name    string
+		f       func() (State, error)
+		wantErr string
+	}{
+		{"decide while rolling", func() (State, error) { return s.Decided(analyze.Proceed, WaveRecord{}, "", t0) }, "needs a soaking wave, but the rollout is in phase Rolling"},
+		{"roll short of the target", func() (State, error) { return s.WaveRolled(1, t0) }, "wave 1 has 1 of its 2 nodes switched"},
+		{"finish early", func() (State, error) { return s.Finished(t0) }, "cannot complete a rollout in phase Rolling"},
+		{"rolled back without a rollback", func() (State, error) { return s.RolledBackAt(t0) }, "cannot mark a rollout in phase Rolling rolled back"},
+		{"unknown verdict", func() (State, error) {
+			soaking := must(s.WaveRolled(2, t0))
+			return soaking.Decided("maybe", WaveRecord{}, "", t0)
+		}, `unknown verdict "maybe"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := tt.f(); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
