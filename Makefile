@@ -12,8 +12,14 @@ build:
 	$(GO) build -o $(BIN)/bulkhead ./cmd/bulkhead
 
 ## lab: bin/bulkhead-lab (links kube-apiserver; the first build takes about 15 minutes)
+# Stamp the Kubernetes version the lab links, so clients see a real v1.37.2 server.
+K8S_VERSION := v1.37.2
+LAB_LDFLAGS := -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 \
+	-X k8s.io/component-base/version.gitTreeState=clean
+
 lab:
-	cd lab && $(GO) build -o $(BIN)/bulkhead-lab ./cmd/bulkhead-lab
+	cd lab && $(GO) build -ldflags "$(LAB_LDFLAGS)" -o $(BIN)/bulkhead-lab ./cmd/bulkhead-lab
 
 vet:
 	$(GO) vet ./...

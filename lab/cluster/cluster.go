@@ -92,7 +92,7 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 	say("etcd ready at %s", etcdURL)
 
 	l.apiserver = newComponent("kube-apiserver", filepath.Join(l.dir, "kube-apiserver.log"), l.apiserverArgs(etcdURL))
-	defer l.apiserver.close(30 * time.Second)
+	defer l.apiserver.close(componentGrace)
 	if err := l.apiserver.start(); err != nil {
 		return err
 	}
@@ -115,9 +115,9 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 		return err
 	}
 	l.controllerManager = newComponent("kube-controller-manager", filepath.Join(l.dir, "kube-controller-manager.log"), l.controllerManagerArgs())
-	defer l.controllerManager.close(10 * time.Second)
+	defer l.controllerManager.close(componentGrace)
 	l.scheduler = newComponent("kube-scheduler", filepath.Join(l.dir, "kube-scheduler.log"), []string{"--config=" + schedulerConfig, "--secure-port=0", "--v=0"})
-	defer l.scheduler.close(10 * time.Second)
+	defer l.scheduler.close(componentGrace)
 	for _, c := range []*component{l.controllerManager, l.scheduler} {
 		if err := c.start(); err != nil {
 			return err

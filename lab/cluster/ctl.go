@@ -66,7 +66,7 @@ func (l *lab) serveControl(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /apiserver/stop", func(w http.ResponseWriter, r *http.Request) {
-		l.apiserver.stop(30 * time.Second)
+		l.apiserver.stop(componentGrace)
 		fmt.Fprintln(w, "apiserver stopped")
 	})
 	mux.HandleFunc("POST /apiserver/start", func(w http.ResponseWriter, r *http.Request) {

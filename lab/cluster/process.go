@@ -121,3 +121,8 @@ func (c *component) pid() int {
 	}
 	return c.cmd.Process.Pid
 }
+
+// componentGrace is how long a component may take to exit after SIGTERM. kube-apiserver stops
+// listening at once but can linger for tens of seconds on shutdown hooks; the lab's state lives
+// in etcd, so nothing is lost by killing it after a short grace.
+const componentGrace = 5 * time.Second
