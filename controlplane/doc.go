@@ -46,9 +46,11 @@
 // product is exact when the flow's requests all cost the same seats (a GET is 1, a cluster-wide
 // LIST of thousands of pods 10 or more) and underestimates a flow that mixes cheap short requests
 // with expensive long ones. When no request was estimated in the window but one finished
-// executing (a long LIST started before it), the flow's lifetime mean seats are used. The exempt
-// level reserves no seats, so its flows show 0 seat-seconds; ExecutionSecondsPerSecond (the
-// average number of requests executing) shows their load anyway.
+// executing (a long LIST started before it), the flow's lifetime mean seats are used. Exempt
+// requests are estimated too (v1.37 reports work_estimated_seats for them) but are never held
+// back, so their seat-seconds are load on the server without a limit to compare with.
+// ExecutionSecondsPerSecond, the average number of the flow's requests executing, is reported
+// beside it.
 //
 // Per priority level the flows are summed, and capacity comes from
 // apiserver_flowcontrol_nominal_limit_seats (the level's configured share of

@@ -136,10 +136,10 @@ func writeFlows(b *strings.Builder, flows []controlplane.FlowLoad, v View) {
 	if v.MaxFlows > 0 && len(flows) > v.MaxFlows {
 		flows = flows[:v.MaxFlows]
 	}
-	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "FLOW SCHEMA\tPRIORITY LEVEL\tSEAT-S/S\tREQ/S\tSEATS\tQUEUED\tREJECTED/S\tWAIT P99\t")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FLOW SCHEMA\tPRIORITY LEVEL\tSEAT-S/S\tREQ/S\tSEATS\tQUEUED\tREJECTED/S\tWAIT P99")
 	for _, f := range flows {
-		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.1f\t%.0f\t%.0f\t%.1f\t%s\t\n", f.FlowSchema, f.PriorityLevel, f.SeatSecondsPerSecond,
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.1f\t%.0f\t%.0f\t%.1f\t%s\n", f.FlowSchema, f.PriorityLevel, f.SeatSecondsPerSecond,
 			f.DispatchedPerSecond, f.ExecutingSeats, f.InQueue, f.RejectedPerSecond, quantile(f.Wait))
 	}
 	tw.Flush()
