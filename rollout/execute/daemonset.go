@@ -1,0 +1,196 @@
+package execute
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/state"
+)
+
+// pollInterval paces the short waits for the DaemonSet controller (a handful of reads of one
+// object or one DaemonSet's pods, never a cluster-wide list).
+const pollInterval = 500 * time.Millisecond
+
+var onDelete = appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}
+
+// CheckFree refuses to start a rollout of a DaemonSet that is under one already.
+func CheckFree(ds *appsv1.DaemonSet) error {
+	st, found, err := state.Decode(ds.Annotations)
+	if err != nil {
+		return fmt.Errorf("DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
+	}
+	if found && !st.Terminal() {
+		return fmt.Errorf("DaemonSet %s/%s is already under rollout %s (phase %s, wave %d); use status, resume or abort",
+			ds.Namespace, ds.Name, st.ID, st.Phase, st.Wave)
+	}
+	return nil
+}
+
+// StartCreate creates a new DaemonSet gated to labelled nodes, with OnDelete and the
+// rollout's state, in one create: either all of it exists or none.
+func StartCreate(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) (*appsv1.DaemonSet, error) {
+	gated := ds.DeepCopy()
+	gated.Spec.Template.Spec = Gate(ds.Spec.Template.Spec, st.NodeLabel)
+	gated.Spec.UpdateStrategy = onDelete
+	if err := setState(gated, st); err != nil {
+		return nil, err
+	}
+	out, err := client.AppsV1().DaemonSets(ds.Namespace).Create(ctx, gated, metav1.CreateOptions{FieldManager: fieldManager})
+	if err != nil {
+		return nil, fmt.Errorf("create DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
+	}
+	return out, nil
+}
+
+// StartUpdate switches an existing DaemonSet to OnDelete, gives it the new template and
+// records the rollout's state, in one update guarded by the resourceVersion read: the
+// controller restarts no pod by itself from here on.
+func StartUpdate(ctx context.Context, client kubernetes.Interface, current *appsv1.DaemonSet, template corev1.PodTemplateSpec, st state.State) (*appsv1.DaemonSet, error) {
+	next := current.DeepCopy()
+	next.Spec.Template = template
+	next.Spec.UpdateStrategy = onDelete
+	if err := setState(next, st); err != nil {
+		return nil, err
+	}
+	out, err := client.AppsV1().DaemonSets(current.Namespace).Update(ctx, next, metav1.UpdateOptions{FieldManager: fieldManager})
+	if err != nil {
+		return nil, fmt.Errorf("start the update of DaemonSet %s/%s: %w", current.Namespace, current.Name, err)
+	}
+	return out, nil
+}
+
+// SaveState writes st onto the DaemonSet, failing with a conflict if the DaemonSet changed
+// since ds was read (another bulkhead, or a human, got there first).
+func SaveState(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) (*appsv1.DaemonSet, error) {
+	ann, err := state.Encode(st)
+	if err != nil {
+		return nil, err
+	}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"resourceVersion": ds.ResourceVersion, "annotations": ann}})
+	if err != nil {
+		return nil, fmt.Errorf("encode state patch: %w", err)
+	}
+	out, err := client.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	if err != nil {
+		return nil, fmt.Errorf("save rollout state on DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
+	}
+	return out, nil
+}
+
+func setState(ds *appsv1.DaemonSet, st state.State) error {
+	ann, err := state.Encode(st)
+	if err != nil {
+		return err
+	}
+	if ds.Annotations == nil {
+		ds.Annotations = map[string]string{}
+	}
+	for k, v := range ann {
+		ds.Annotations[k] = v
+	}
+	return nil
+}
+
+// fieldManager names bulkhead's writes in managedFields.
+const fieldManager = "bulkhead"
+
+// CurrentRevision waits until the DaemonSet controller has seen the DaemonSet's latest
+// generation, then returns the hash of its newest ControllerRevision: the revision new pods get.
+func CurrentRevision(ctx context.Context, client kubernetes.Interface, namespace, name string) (*appsv1.DaemonSet, string, error) {
+	var ds *appsv1.DaemonSet
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		ds, err = client.AppsV1().DaemonSets(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return ds.Status.ObservedGeneration >= ds.Generation, nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("wait for the DaemonSet controller to observe %s/%s: %w", namespace, name, err)
+	}
+	revisions, err := ownedRevisions(ctx, client, ds)
+	if err != nil {
+		return nil, "", err
+	}
+	var newest *appsv1.ControllerRevision
+	for i := range revisions {
+		if newest == nil || revisions[i].Revision > newest.Revision {
+			newest = &revisions[i]
+		}
+	}
+	if newest == nil {
+		return nil, "", fmt.Errorf("DaemonSet %s/%s has no ControllerRevision yet", namespace, name)
+	}
+	return ds, newest.Labels[appsv1.DefaultDaemonSetUniqueLabelKey], nil
+}
+
+// revisionByHash finds the DaemonSet's ControllerRevision of a given hash.
+func revisionByHash(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, hash string) (*appsv1.ControllerRevision, error) {
+	revisions, err := ownedRevisions(ctx, client, ds)
+	if err != nil {
+		return nil, err
+	}
+	for i := range revisions {
+		if revisions[i].Labels[appsv1.DefaultDaemonSetUniqueLabelKey] == hash {
+			return &revisions[i], nil
+		}
+	}
+	return nil, fmt.Errorf("DaemonSet %s/%s has no ControllerRevision %s to roll back to", ds.Namespace, ds.Name, hash)
+}
+
+func ownedRevisions(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet) ([]appsv1.ControllerRevision, error) {
+	selector, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("DaemonSet %s/%s selector: %w", ds.Namespace, ds.Name, err)
+	}
+	list, err := client.AppsV1().ControllerRevisions(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list ControllerRevisions of %s/%s: %w", ds.Namespace, ds.Name, err)
+	}
+	var owned []appsv1.ControllerRevision
+	for _, r := range list.Items {
+		if metav1.IsControlledBy(&r, ds) {
+			owned = append(owned, r)
+		}
+	}
+	return owned, nil
+}
+
+// Pods returns the DaemonSet's pods that are not being deleted.
+func Pods(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet) ([]corev1.Pod, error) {
+	selector, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
+	if err != nil {
+		return nil, fmt.Errorf("DaemonSet %s/%s selector: %w", ds.Namespace, ds.Name, err)
+	}
+	list, err := client.CoreV1().Pods(ds.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	if err != nil {
+		return nil, fmt.Errorf("list pods of %s/%s: %w", ds.Namespace, ds.Name, err)
+	}
+	var pods []corev1.Pod
+	for _, p := range list.Items {
+		if p.DeletionTimestamp == nil && metav1.IsControlledBy(&p, ds) {
+			pods = append(pods, p)
+		}
+	}
+	return pods, nil
+}
+
+// ignoreNotFound treats an object already gone as done.
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
