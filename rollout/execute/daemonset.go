@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
@@ -69,19 +70,39 @@ func StartUpdate(ctx context.Context, client kubernetes.Interface, current *apps
 	return out, nil
 }
 
-// SaveState writes st onto the DaemonSet, failing with a conflict if the DaemonSet changed
-// since ds was read (another bulkhead, or a human, got there first).
-func SaveState(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) (*appsv1.DaemonSet, error) {
-	ann, err := state.Encode(st)
+// SaveState replaces the rollout state prev with next on the DaemonSet: a compare-and-swap on
+// the state itself. It fails, changing nothing, when the DaemonSet's state is no longer prev
+// (another bulkhead, or a human, moved the rollout on); status updates by the controller do not
+// count as a change.
+func SaveState(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, prev, next state.State) (*appsv1.DaemonSet, error) {
+	ann, err := state.Encode(next)
 	if err != nil {
 		return nil, err
 	}
-	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-		"resourceVersion": ds.ResourceVersion, "annotations": ann}})
-	if err != nil {
-		return nil, fmt.Errorf("encode state patch: %w", err)
-	}
-	out, err := client.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+	var out *appsv1.DaemonSet
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur, err := client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		have, found, err := state.Decode(cur.Annotations)
+		if err != nil {
+			return err
+		}
+		if !found || have.ID != prev.ID || !have.Updated.Equal(prev.Updated) || have.Phase != prev.Phase {
+			return fmt.Errorf("the rollout state changed under us (now %s, phase %s, updated %s); re-read it with status",
+				have.ID, have.Phase, have.Updated.Format(time.RFC3339))
+		}
+		// The resourceVersion makes the patch fail with a conflict, and retry, if anything
+		// changed since the read above.
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+			"resourceVersion": cur.ResourceVersion, "annotations": ann}})
+		if err != nil {
+			return fmt.Errorf("encode state patch: %w", err)
+		}
+		out, err = client.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("save rollout state on DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
 	}
