@@ -7,6 +7,7 @@ package labtest
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -104,6 +105,15 @@ func Start(opts Options) (*Lab, error) {
 	return lab, nil
 }
 
+// StartIn runs `bulkhead-lab up` in dir, which it leaves in place on Close.
+func StartIn(dir string, opts Options) (*Lab, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	return startIn(bin, dir, opts)
+}
+
 func startIn(bin, dir string, opts Options) (*Lab, error) {
 	args := []string{"up", "--dir", dir}
 	if opts.Nodes > 0 {
@@ -191,6 +201,27 @@ func (l *Lab) Ctl(ctx context.Context, args ...string) error {
 		return fmt.Errorf("bulkhead-lab ctl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return nil
+}
+
+// Status is what `bulkhead-lab ctl status` reports.
+type Status struct {
+	Server        string         `json:"server"`
+	SupervisorPID int            `json:"supervisorPID"`
+	ComponentPIDs map[string]int `json:"componentPIDs"`
+	APIServerUp   bool           `json:"apiserverUp"`
+}
+
+// Status asks the running lab for its processes and state.
+func (l *Lab) Status(ctx context.Context) (Status, error) {
+	var st Status
+	out, err := exec.CommandContext(ctx, l.binary, "ctl", "--dir", l.Dir, "status").Output()
+	if err != nil {
+		return st, fmt.Errorf("bulkhead-lab ctl status: %w", err)
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, fmt.Errorf("bulkhead-lab ctl status: %w", err)
+	}
+	return st, nil
 }
 
 // Close stops the lab with SIGTERM, waits for it and removes its directory when Start made it.

@@ -1,0 +1,60 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestValidateRejectsBadSizes(t *testing.T) {
+	cases := []struct {
+		name    string
+		mutate  func(*Options)
+		wantErr string
+	}{
+		{"zero nodes", func(o *Options) { o.Nodes = 0 }, "--nodes must be at least 1, got 0"},
+		{"negative nodes", func(o *Options) { o.Nodes = -3 }, "--nodes must be at least 1, got -3"},
+		{"too many nodes", func(o *Options) { o.Nodes = 40000 }, "--nodes must be at most 32768"},
+		{"negative pods", func(o *Options) { o.PodsPerNode = -1 }, "--pods-per-node must not be negative"},
+		{"too many pods", func(o *Options) { o.PodsPerNode = 101 }, "--pods-per-node must be at most 100"},
+		{"pods without services", func(o *Options) { o.Services = 0 }, "needs at least one service"},
+		{"zero inflight", func(o *Options) { o.MaxRequestsInflight = 0 }, "--max-requests-inflight must be at least 1"},
+		{"zero mutating", func(o *Options) { o.MaxMutatingRequestsInflight = 0 }, "--max-mutating-requests-inflight must be at least 1"},
+		{"port too large", func(o *Options) { o.Port = 70000 }, "--port must be between 0 and 65535"},
+		{"empty dir", func(o *Options) { o.Dir = "" }, "--dir must not be empty"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tc.mutate(&o)
+			err := o.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Validate() = %v, want error containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestValidateAcceptsDefaultsAndAnEmptyCluster(t *testing.T) {
+	if err := DefaultOptions().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	empty := DefaultOptions()
+	empty.PodsPerNode, empty.Services = 0, 0
+	if err := empty.Validate(); err != nil {
+		t.Fatalf("no filler workload: %v", err)
+	}
+}
+
+func TestPodCIDRsAreDistinctPerNode(t *testing.T) {
+	seen := map[string]int{}
+	for i := 0; i < 32768; i++ {
+		c := podCIDR(i)
+		if j, dup := seen[c]; dup {
+			t.Fatalf("nodes %d and %d share pod CIDR %s", j, i, c)
+		}
+		seen[c] = i
+	}
+	if podCIDR(32767) != "10.255.255.0/24" {
+		t.Fatalf("last node's CIDR = %s, want 10.255.255.0/24", podCIDR(32767))
+	}
+}
