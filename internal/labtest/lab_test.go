@@ -309,7 +309,9 @@ func createNamespace(t *testing.T, name string) string {
 	if _, err := lab.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = lab.Client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = lab.Client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 	return name
 }
 
@@ -350,7 +352,9 @@ func createFlowSchema(t *testing.T, name, ns, sa string) {
 	if _, err := lab.Client.FlowcontrolV1().FlowSchemas().Create(context.Background(), fs, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = lab.Client.FlowcontrolV1().FlowSchemas().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = lab.Client.FlowcontrolV1().FlowSchemas().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 }
 
 // runAgents creates a Deployment of agents with the behaviour and waits until they run.
@@ -419,4 +423,3 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-
