@@ -58,16 +58,24 @@ func ApplyFlowSchema(ctx context.Context, c flowcontrolclient.FlowcontrolV1Inter
 func DeletePriorityLevel(ctx context.Context, c flowcontrolclient.FlowcontrolV1Interface, name string) error {
 	levels := c.PriorityLevelConfigurations()
 	return deleteOwned(ctx, "priority level", name,
-		func(ctx context.Context, name string) (metav1.Object, error) { return levels.Get(ctx, name, metav1.GetOptions{}) },
-		func(ctx context.Context, name string, opts metav1.DeleteOptions) error { return levels.Delete(ctx, name, opts) })
+		func(ctx context.Context, name string) (metav1.Object, error) {
+			return levels.Get(ctx, name, metav1.GetOptions{})
+		},
+		func(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+			return levels.Delete(ctx, name, opts)
+		})
 }
 
 // DeleteFlowSchema deletes a bulkhead-owned FlowSchema; one that is already gone is success.
 func DeleteFlowSchema(ctx context.Context, c flowcontrolclient.FlowcontrolV1Interface, name string) error {
 	schemas := c.FlowSchemas()
 	return deleteOwned(ctx, "flow schema", name,
-		func(ctx context.Context, name string) (metav1.Object, error) { return schemas.Get(ctx, name, metav1.GetOptions{}) },
-		func(ctx context.Context, name string, opts metav1.DeleteOptions) error { return schemas.Delete(ctx, name, opts) })
+		func(ctx context.Context, name string) (metav1.Object, error) {
+			return schemas.Get(ctx, name, metav1.GetOptions{})
+		},
+		func(ctx context.Context, name string, opts metav1.DeleteOptions) error {
+			return schemas.Delete(ctx, name, opts)
+		})
 }
 
 type getFunc func(ctx context.Context, name string) (metav1.Object, error)

@@ -44,7 +44,7 @@ const version = 1
 // State is everything a rollout must remember across processes: enough for `status` on any
 // machine and for `resume` after the CLI died at any instant.
 type State struct {
-	Version int  `json:"v"`
+	Version int    `json:"v"`
 	ID      string `json:"id"`
 	Kind    Kind   `json:"kind"`
 	Phase   Phase  `json:"phase"`
@@ -66,8 +66,8 @@ type State struct {
 	SoakStarted time.Time `json:"soakStarted,omitzero"`
 
 	Soak          Duration `json:"soak"`
-	BudgetPercent float64       `json:"budgetPercent"`
-	BudgetSeats   float64       `json:"budgetSeats"`
+	BudgetPercent float64  `json:"budgetPercent"`
+	BudgetSeats   float64  `json:"budgetSeats"`
 
 	// Lane names the rollout's FlowSchema and PriorityLevelConfiguration.
 	Lane Lane `json:"lane"`
