@@ -48,7 +48,7 @@ type Config struct {
 	Log  *slog.Logger
 }
 
-// Validate checks the configuration without touching the network.
+// Validate checks the flags without touching the network; Kube is checked by Start.
 func (c Config) Validate() error {
 	var errs []error
 	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
@@ -80,9 +80,6 @@ func (c Config) Validate() error {
 		if _, err := netip.ParseAddrPort(c.Metrics); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics %q: want IP:port, e.g. %s, or empty to disable", c.Metrics, DefaultMetrics))
 		}
-	}
-	if c.Kube == nil {
-		errs = append(errs, errors.New("no Kubernetes client configuration"))
 	}
 	return errors.Join(errs...)
 }

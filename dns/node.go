@@ -48,6 +48,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Kube == nil {
+		return nil, errors.New("no Kubernetes client configuration")
+	}
 	if cfg.SnapshotDelay == 0 {
 		cfg.SnapshotDelay = DefaultSnapshotDelay
 	}

@@ -24,5 +24,6 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	kube.AddFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newTopCommand(kube))
+	root.AddCommand(newDNSCommand(kube))
 	return root
 }
