@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	labbench "github.com/bulkhead-dev/bulkhead/lab/bench"
 	"github.com/bulkhead-dev/bulkhead/lab/cluster"
 )
 
@@ -97,9 +97,34 @@ func newCtlCommand() *cobra.Command {
 }
 
 func newBenchCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:    "bench",
-		Short:  "Benchmarks that print tables",
-		Hidden: len(os.Args) == 0,
+	bench := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmarks of the lab that print tables",
 	}
+	opts := labbench.ScalingOptions{
+		Dir: ".lab/bench", Nodes: 200, PodsPerNode: 20, Services: 50,
+		Steps: []int{20, 50, 100, 200}, Every: 10 * time.Second, Window: 60 * time.Second, ProbeRate: 10,
+	}
+	scaling := &cobra.Command{
+		Use:   "scaling",
+		Short: "How the apiserver degrades as more agents LIST all pods (the seed incident in miniature)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Window <= 0 || opts.Every <= 0 || opts.ProbeRate <= 0 {
+				return fmt.Errorf("--window, --every and --probe-rate must be positive")
+			}
+			return labbench.Scaling(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := scaling.Flags()
+	f.StringVar(&opts.Dir, "dir", opts.Dir, "directory for the benchmark's lab")
+	f.IntVar(&opts.Nodes, "nodes", opts.Nodes, "fake nodes")
+	f.IntVar(&opts.PodsPerNode, "pods-per-node", opts.PodsPerNode, "filler pods per node")
+	f.IntVar(&opts.Services, "services", opts.Services, "filler services")
+	f.IntSliceVar(&opts.Steps, "steps", opts.Steps, "agent counts to measure, increasing")
+	f.DurationVar(&opts.Every, "every", opts.Every, "each agent LISTs all pods this often")
+	f.DurationVar(&opts.Window, "window", opts.Window, "measurement window per step")
+	f.IntVar(&opts.ProbeRate, "probe-rate", opts.ProbeRate, "probe GETs per second")
+	bench.AddCommand(scaling)
+	return bench
 }
