@@ -1,0 +1,386 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	miekgdns "github.com/miekg/dns"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	bdns "github.com/bulkhead-dev/bulkhead/dns"
+	"github.com/bulkhead-dev/bulkhead/internal/labtest"
+)
+
+var lab *labtest.Lab
+
+func TestMain(m *testing.M) {
+	os.Exit(labtest.Run(m, labtest.Options{Nodes: 5, PodsPerNode: 4, Services: 10}, &lab))
+}
+
+// startNode runs bulkhead dns against the lab on listen (127.0.0.1:0 for any port).
+func startNode(t *testing.T, snapshotPath, listen string) *bdns.Node {
+	t.Helper()
+	n, err := bdns.Start(context.Background(), bdns.Config{
+		Listen:        listen,
+		Snapshot:      snapshotPath,
+		ClusterDomain: "cluster.local",
+		TTL:           5 * time.Second,
+		SnapshotDelay: 200 * time.Millisecond,
+		Kube:          lab.Config,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func waitReady(t *testing.T, n *bdns.Node) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !n.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("bulkhead dns not ready 30s after start with the API server up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func exchange(addr, network, name string, qtype uint16) (*miekgdns.Msg, error) {
+	q := new(miekgdns.Msg)
+	q.SetQuestion(name, qtype)
+	q.SetEdns0(4096, false)
+	c := &miekgdns.Client{Net: network, Timeout: time.Second}
+	m, _, err := c.Exchange(q, addr)
+	return m, err
+}
+
+// addresses renders the A/AAAA answers of m sorted, or the rcode when it is not NOERROR.
+func addresses(m *miekgdns.Msg) string {
+	if m.Rcode != miekgdns.RcodeSuccess {
+		return miekgdns.RcodeToString[m.Rcode]
+	}
+	var out []string
+	for _, rr := range m.Answer {
+		switch r := rr.(type) {
+		case *miekgdns.A:
+			out = append(out, r.A.String())
+		case *miekgdns.AAAA:
+			out = append(out, r.AAAA.String())
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+// expectedAddresses computes from the API what the A query of every lab service must answer.
+func expectedAddresses(t *testing.T) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	svcs, err := lab.Client.CoreV1().Services("lab").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps, err := lab.Client.DiscoveryV1().EndpointSlices("lab").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, s := range svcs.Items {
+		name := s.Name + ".lab.svc.cluster.local."
+		if s.Spec.ClusterIP != corev1.ClusterIPNone {
+			want[name] = s.Spec.ClusterIP
+			continue
+		}
+		var ips []string
+		for _, slice := range eps.Items {
+			if slice.Labels[discoveryv1.LabelServiceName] != s.Name || slice.AddressType != discoveryv1.AddressTypeIPv4 {
+				continue
+			}
+			for _, e := range slice.Endpoints {
+				if (e.Conditions.Ready == nil || *e.Conditions.Ready) && !(e.Conditions.Terminating != nil && *e.Conditions.Terminating) {
+					ips = append(ips, e.Addresses...)
+				}
+			}
+		}
+		sort.Strings(ips)
+		ips = slices.Compact(ips)
+		if len(ips) == 0 {
+			want[name] = "NXDOMAIN"
+		} else {
+			want[name] = strings.Join(ips, ",")
+		}
+	}
+	if len(want) < 10 {
+		t.Fatalf("the lab has %d services in namespace lab, want at least 10", len(want))
+	}
+	return want
+}
+
+func TestEveryLabServiceIsAnsweredAsTheAPIDescribesIt(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
+	defer n.Stop()
+	waitReady(t, n)
+	// Endpoints move while pods settle: compare until one pass agrees, for at most 10 s.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		want := expectedAddresses(t)
+		var diffs []string
+		headless := 0
+		for name, addrs := range want {
+			for _, network := range []string{"udp", "tcp"} {
+				m, err := exchange(n.DNSAddr(), network, name, miekgdns.TypeA)
+				if err != nil {
+					t.Fatalf("%s over %s: %v", name, network, err)
+				}
+				if got := addresses(m); got != addrs {
+					diffs = append(diffs, fmt.Sprintf("%s over %s: got %s, API says %s", name, network, got, addrs))
+				}
+			}
+			if strings.Contains(addrs, ",") {
+				headless++
+			}
+		}
+		if len(diffs) == 0 {
+			if headless == 0 {
+				t.Fatal("no headless service with several endpoints in the lab: the test compared only ClusterIPs")
+			}
+			t.Logf("%d services agree with the API (%d headless with several endpoints)", len(want), headless)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("answers differ from the API:\n%s", strings.Join(diffs, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestNamedPortOfALabServiceHasSRV(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
+	defer n.Stop()
+	waitReady(t, n)
+	m, err := exchange(n.DNSAddr(), "udp", "_http._tcp.svc-001.lab.svc.cluster.local.", miekgdns.TypeSRV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Answer) != 1 || m.Answer[0].(*miekgdns.SRV).Port != 80 || len(m.Extra) < 1 {
+		t.Fatalf("SRV answer %v", m)
+	}
+}
+
+// pollUntil queries name until answer(m) is want and returns how long that took.
+func pollUntil(t *testing.T, addr, name, want string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		m, err := exchange(addr, "udp", name, miekgdns.TypeA)
+		if err == nil && addresses(m) == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > limit {
+			got := fmt.Sprint(err)
+			if m != nil {
+				got = addresses(m)
+			}
+			t.Fatalf("%s still answers %s after %v, want %s", name, got, limit, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestServiceChangesAreAnsweredWithinOneSecond(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
+	defer n.Stop()
+	waitReady(t, n)
+	ctx := context.Background()
+	ns := "default"
+
+	// A ClusterIP Service: answerable within 1 s of its creation.
+	svc, err := lab.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-new"},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := pollUntil(t, n.DNSAddr(), "e2e-new.default.svc.cluster.local.", svc.Spec.ClusterIP, time.Second)
+	t.Logf("ClusterIP service answerable %v after creation", took)
+
+	// A headless Service: answerable within 1 s of its EndpointSlice.
+	if _, err := lab.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-headless"},
+		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ready := true
+	port, portName := int32(80), "http"
+	if _, err := lab.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: "e2e-headless-1", Labels: map[string]string{discoveryv1.LabelServiceName: "e2e-headless"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.250.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	took = pollUntil(t, n.DNSAddr(), "e2e-headless.default.svc.cluster.local.", "10.250.0.1", time.Second)
+	t.Logf("headless service answerable %v after its EndpointSlice was created", took)
+
+	// Deletions: NXDOMAIN within 1 s.
+	for _, name := range []string{"e2e-new", "e2e-headless"} {
+		if err := lab.Client.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		took = pollUntil(t, n.DNSAddr(), name+".default.svc.cluster.local.", "NXDOMAIN", time.Second)
+		t.Logf("%s NXDOMAIN %v after deletion", name, took)
+	}
+	lab.Client.DiscoveryV1().EndpointSlices(ns).Delete(ctx, "e2e-headless-1", metav1.DeleteOptions{})
+}
+
+// freeUDPPort returns a loopback address whose port is free for UDP and TCP right now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// retriedAttempts counts lookups whose first attempt failed (the restart's listener gap).
+var retriedAttempts atomic.Int64
+
+// resolverLike queries the way glibc's stub does with "options timeout:1 attempts:2": a lookup
+// fails only when both attempts fail.
+func resolverLike(addr, network, name string) (*miekgdns.Msg, error) {
+	var lastErr error
+	for attempt := range 2 {
+		m, err := exchange(addr, network, name, miekgdns.TypeA)
+		if err == nil {
+			return m, nil
+		}
+		retriedAttempts.Add(1)
+		lastErr = err
+		if attempt == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil, lastErr
+}
+
+func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
+	ctx := context.Background()
+	snapshotPath := filepath.Join(t.TempDir(), "dns.snapshot")
+	addr := freeAddr(t)
+	first := startNode(t, snapshotPath, addr)
+	waitReady(t, first)
+	want := expectedAddresses(t)
+	// Wait until the snapshot on disk holds every lab service.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if fi, err := os.Stat(snapshotPath); err == nil && fi.Size() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot written 10s after the first sync")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	var queries, failures atomic.Int64
+	var failMu sync.Mutex
+	var failed []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	names := make([]string, 0, len(want))
+	for name := range want {
+		names = append(names, name)
+	}
+	for w := range 2 {
+		wg.Go(func() {
+			network := []string{"udp", "tcp"}[w]
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := names[i%len(names)]
+				m, err := resolverLike(addr, network, name)
+				queries.Add(1)
+				if err != nil || addresses(m) != want[name] {
+					failures.Add(1)
+					failMu.Lock()
+					if len(failed) < 10 {
+						got := fmt.Sprint(err)
+						if m != nil {
+							got = addresses(m)
+						}
+						failed = append(failed, fmt.Sprintf("%s %s over %s: %s", time.Now().Format("15:04:05.000"), name, network, got))
+					}
+					failMu.Unlock()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	time.Sleep(time.Second)
+	if err := lab.Ctl(ctx, "apiserver", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	apiDown := true
+	defer func() {
+		if apiDown {
+			lab.Ctl(ctx, "apiserver", "start")
+		}
+	}()
+	t.Log("apiserver stopped; restarting bulkhead dns")
+	restart := time.Now()
+	if err := first.Stop(); err != nil {
+		t.Fatalf("stop first node: %v", err)
+	}
+	stopped := time.Since(restart)
+	second := startNode(t, snapshotPath, addr)
+	defer second.Stop()
+	t.Logf("restart: stop took %v, no listener for %v", stopped, time.Since(restart))
+	if !second.Ready() {
+		t.Fatal("restarted node is not ready from its snapshot with the API server down")
+	}
+	time.Sleep(20 * time.Second)
+	if err := lab.Ctl(ctx, "apiserver", "start"); err != nil {
+		t.Fatal(err)
+	}
+	apiDown = false
+	time.Sleep(5 * time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d lookups of %d names across an API server outage and a restart; %d failed; %d first attempts failed and were retried",
+		queries.Load(), len(names), failures.Load(), retriedAttempts.Load())
+	if failures.Load() != 0 {
+		t.Fatalf("failed lookups:\n%s", strings.Join(failed, "\n"))
+	}
+	if queries.Load() < 1000 {
+		t.Fatalf("only %d lookups: the drill did not exercise the server", queries.Load())
+	}
+}
