@@ -33,7 +33,10 @@ type replicaSeries struct {
 	flows        map[flowKey]*flowSeries
 	nominalSeats map[string]float64
 	currentSeats map[string]float64
-	sli          map[sliKey]*histogram
+	// seatUtilization is APF's own time integral of seats in use ÷ limit per level (a timing
+	// ratio histogram: its count grows by elapsed nanoseconds, its sum by ratio × nanoseconds).
+	seatUtilization map[string]histogram
+	sli             map[sliKey]*histogram
 }
 
 func label(m *dto.Metric, name string) string {
@@ -59,10 +62,11 @@ func value(m *dto.Metric) float64 {
 
 func extract(families map[string]*dto.MetricFamily) replicaSeries {
 	s := replicaSeries{
-		flows:        map[flowKey]*flowSeries{},
-		nominalSeats: map[string]float64{},
-		currentSeats: map[string]float64{},
-		sli:          map[sliKey]*histogram{},
+		flows:           map[flowKey]*flowSeries{},
+		nominalSeats:    map[string]float64{},
+		currentSeats:    map[string]float64{},
+		seatUtilization: map[string]histogram{},
+		sli:             map[sliKey]*histogram{},
 	}
 	flow := func(m *dto.Metric) *flowSeries {
 		k := flowKey{label(m, "flow_schema"), label(m, "priority_level")}
@@ -114,6 +118,9 @@ func extract(families map[string]*dto.MetricFamily) replicaSeries {
 	for _, m := range metrics(metricCurrentSeats) {
 		s.currentSeats[label(m, "priority_level")] += value(m)
 	}
+	for _, m := range metrics(metricSeatUtilization) {
+		s.seatUtilization[label(m, "priority_level")] = histogramOf(m.GetHistogram())
+	}
 	for _, m := range metrics(metricSLI) {
 		k := sliKey{label(m, "verb"), label(m, "scope")}
 		h, ok := s.sli[k]
@@ -139,11 +146,14 @@ type loadDelta struct {
 	flows        map[flowKey]*flowDelta
 	nominalSeats map[string]float64
 	currentSeats map[string]float64
-	sli          map[sliKey]*histogram
+	// measuredSeats is the seats each level held on average by APF's own integral.
+	measuredSeats map[string]float64
+	sli           map[sliKey]*histogram
 }
 
 func newLoadDelta() loadDelta {
-	return loadDelta{flows: map[flowKey]*flowDelta{}, nominalSeats: map[string]float64{}, currentSeats: map[string]float64{}, sli: map[sliKey]*histogram{}}
+	return loadDelta{flows: map[flowKey]*flowDelta{}, nominalSeats: map[string]float64{}, currentSeats: map[string]float64{},
+		measuredSeats: map[string]float64{}, sli: map[sliKey]*histogram{}}
 }
 
 // replicaDelta computes one replica's load from its previous series (nil when there is none:
@@ -189,6 +199,13 @@ func replicaDelta(prev *replicaSeries, cur replicaSeries, seconds float64) loadD
 		fd.wait = c.wait.since(p.wait)
 	}
 	if prev != nil && seconds > 0 {
+		for level, c := range cur.seatUtilization {
+			// The ratio's denominator is the level's current limit, which moves only every few
+			// seconds; the limit at the end of the window turns the mean ratio back into seats.
+			if delta := c.since(prev.seatUtilization[level]); delta.count > 0 {
+				d.measuredSeats[level] = delta.sum / delta.count * cur.currentSeats[level]
+			}
+		}
 		for k, c := range cur.sli {
 			p, ok := prev.sli[k]
 			if !ok {
@@ -220,6 +237,9 @@ func (d *loadDelta) add(o loadDelta) {
 	}
 	for k, v := range o.currentSeats {
 		d.currentSeats[k] += v
+	}
+	for k, v := range o.measuredSeats {
+		d.measuredSeats[k] += v
 	}
 	for k, of := range o.flows {
 		f, ok := d.flows[k]
@@ -296,6 +316,9 @@ func (d loadDelta) load() Load {
 	}
 	for name, seats := range d.currentSeats {
 		level(name).CurrentLimitSeats = seats
+	}
+	for name, seats := range d.measuredSeats {
+		level(name).MeasuredSeatSecondsPerSecond = seats
 	}
 	for name, l := range levels {
 		l.Wait = levelWaits[name].p99()

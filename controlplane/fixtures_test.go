@@ -152,6 +152,13 @@ func TestLabCaptureOfASaturatedLevelAttributesRejectionsToTheFlow(t *testing.T) 
 	if level.NominalLimitSeats != 3 || level.CurrentLimitSeats != 3 || !within(level.Utilization, tight.SeatSecondsPerSecond/3, 1e-6) || level.RejectedPerSecond != tight.RejectedPerSecond {
 		t.Errorf("level telemetry-tight = %+v, want 3 seats, its flow's rejections, utilization seat-s/s ÷ 3", level)
 	}
+	// The per-flow estimate (execution time × mean seats) against APF's own per-nanosecond
+	// integral of the level's seats in use: seat_utilization sum 1.8309588e10 → 2.6505960e10,
+	// count (ns) 2.0652560e10 → 3.0819851e10, limit 3.
+	measured := (2.6505959823333324e10 - 1.8309588346666668e10) / (3.0819850573e10 - 2.0652560317e10) * 3
+	if !within(level.MeasuredSeatSecondsPerSecond, measured, 1e-6) || !within(tight.SeatSecondsPerSecond, measured, 0.02) {
+		t.Errorf("seat-seconds/s: flow estimate %g, level measured %g, want both %g (estimate within 2%%)", tight.SeatSecondsPerSecond, level.MeasuredSeatSecondsPerSecond, measured)
+	}
 }
 
 func TestLabCaptureParsesAsProtobuf(t *testing.T) {

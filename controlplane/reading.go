@@ -53,15 +53,20 @@ type FlowLoad struct {
 
 // LevelLoad is the load and capacity of one priority level.
 type LevelLoad struct {
-	PriorityLevel             string             `json:"priorityLevel"`
-	DispatchedPerSecond       float64            `json:"dispatchedPerSecond"`
-	RejectedPerSecond         float64            `json:"rejectedPerSecond"`
-	RejectedByReason          map[string]float64 `json:"rejectedByReason,omitempty"`
-	SeatSecondsPerSecond      float64            `json:"seatSecondsPerSecond"`
-	ExecutionSecondsPerSecond float64            `json:"executionSecondsPerSecond"`
-	ExecutingSeats            float64            `json:"executingSeats"`
-	InQueue                   float64            `json:"inQueue"`
-	Wait                      Quantile           `json:"wait"`
+	PriorityLevel       string             `json:"priorityLevel"`
+	DispatchedPerSecond float64            `json:"dispatchedPerSecond"`
+	RejectedPerSecond   float64            `json:"rejectedPerSecond"`
+	RejectedByReason    map[string]float64 `json:"rejectedByReason,omitempty"`
+	// SeatSecondsPerSecond sums the level's flows (the estimate described in doc.go).
+	SeatSecondsPerSecond float64 `json:"seatSecondsPerSecond"`
+	// MeasuredSeatSecondsPerSecond is the same quantity as APF itself integrates it per level
+	// (apiserver_flowcontrol_priority_level_seat_utilization × current limit): the check on the
+	// per-flow estimate.
+	MeasuredSeatSecondsPerSecond float64  `json:"measuredSeatSecondsPerSecond"`
+	ExecutionSecondsPerSecond    float64  `json:"executionSecondsPerSecond"`
+	ExecutingSeats               float64  `json:"executingSeats"`
+	InQueue                      float64  `json:"inQueue"`
+	Wait                         Quantile `json:"wait"`
 	// NominalLimitSeats is the level's share of the server's seats; CurrentLimitSeats is what it
 	// may use now after borrowing and lending.
 	NominalLimitSeats float64 `json:"nominalLimitSeats"`

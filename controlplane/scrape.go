@@ -105,13 +105,17 @@ func (s *Scraper) Start(ctx context.Context) {
 	})
 }
 
-// WaitForDiscovery waits until the EndpointSlice watch has synced or ctx ends.
-func (s *Scraper) WaitForDiscovery(ctx context.Context) bool {
+// WaitForDiscovery starts the EndpointSlice watch for as long as ctx lives and waits at most
+// timeout for it to sync. It reports whether it did; until then Scrape reads the kubeconfig's
+// server only.
+func (s *Scraper) WaitForDiscovery(ctx context.Context, timeout time.Duration) bool {
 	s.Start(ctx)
 	if s.synced == nil {
 		return true
 	}
-	return cache.WaitForCacheSync(ctx.Done(), s.synced)
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return cache.WaitForCacheSync(waitCtx.Done(), s.synced)
 }
 
 // Replicas lists the replicas the next Scrape will read, as host:port.

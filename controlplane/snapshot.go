@@ -46,13 +46,14 @@ const (
 	metricNominalSeats      = "apiserver_flowcontrol_nominal_limit_seats"
 	metricCurrentSeats      = "apiserver_flowcontrol_current_limit_seats"
 	metricSLI               = "apiserver_request_sli_duration_seconds"
+	metricSeatUtilization   = "apiserver_flowcontrol_priority_level_seat_utilization"
 	metricProcessStart      = "process_start_time_seconds"
 )
 
 var wantedFamilies = map[string]bool{
 	metricDispatched: true, metricRejected: true, metricExecutingSeats: true, metricExecutingRequests: true,
 	metricInQueue: true, metricWait: true, metricExecution: true, metricEstimatedSeats: true,
-	metricNominalSeats: true, metricCurrentSeats: true, metricSLI: true, metricProcessStart: true,
+	metricNominalSeats: true, metricCurrentSeats: true, metricSLI: true, metricProcessStart: true, metricSeatUtilization: true,
 }
 
 // acceptHeader asks for delimited protobuf, which is cheaper to parse, and accepts text.

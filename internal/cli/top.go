@@ -61,9 +61,7 @@ replica could not be read.`,
 			}
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			discoveryCtx, stopWaiting := context.WithTimeout(ctx, timeout)
-			scraper.WaitForDiscovery(discoveryCtx) // on timeout the kubeconfig's server is scraped
-			stopWaiting()
+			scraper.WaitForDiscovery(ctx, timeout) // until it syncs, the kubeconfig's server is scraped
 			view := top.View{Sort: sortKey, PerReplica: perReplica, MaxFlows: rows}
 
 			if !once {

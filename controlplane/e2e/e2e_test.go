@@ -1,0 +1,475 @@
+// Package e2e checks controlplane and `bulkhead top` against the lab's real kube-apiserver with
+// emulated agents (pods whose lab.bulkhead.dev/behavior annotation the lab turns into API calls
+// made as the pod's service account).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
+
+	"github.com/bulkhead-dev/bulkhead/controlplane"
+	"github.com/bulkhead-dev/bulkhead/internal/cli"
+	"github.com/bulkhead-dev/bulkhead/internal/labtest"
+)
+
+var lab *labtest.Lab
+
+func TestMain(m *testing.M) {
+	os.Exit(labtest.Run(m, labtest.Options{Nodes: 20, PodsPerNode: 5, Services: 20}, &lab))
+}
+
+const agentNamespace = "e2e-agents"
+
+// runTop runs `bulkhead top args...` in-process against the lab and returns its output and error.
+func runTop(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := cli.NewRootCommand(&out, &errOut)
+	root.SetArgs(append([]string{"--kubeconfig", lab.Kubeconfig, "top"}, args...))
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// startAgent runs replicas pods of an agent with its own service account, allowed to read pods
+// and configmaps, and its own FlowSchema (the default service-accounts schema lumps all service
+// accounts together) sending it to priorityLevel.
+func startAgent(t *testing.T, name string, replicas int32, behavior, priorityLevel string) {
+	t.Helper()
+	ctx := context.Background()
+	c := lab.Client
+	must(t, ignoreResult(c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNamespace}}, metav1.CreateOptions{})))
+	must(t, ignoreResult(c.CoreV1().ServiceAccounts(agentNamespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})))
+	must(t, ignoreResult(c.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-agent-reader"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods", "configmaps"}, Verbs: []string{"get", "list", "watch"}}},
+	}, metav1.CreateOptions{})))
+	must(t, ignoreResult(c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-agent-reader-" + name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "e2e-agent-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: agentNamespace}},
+	}, metav1.CreateOptions{})))
+	must(t, ignoreResult(c.FlowcontrolV1().FlowSchemas().Create(ctx, &flowcontrolv1.FlowSchema{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + name},
+		Spec: flowcontrolv1.FlowSchemaSpec{
+			PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: priorityLevel},
+			MatchingPrecedence:         1000,
+			DistinguisherMethod:        &flowcontrolv1.FlowDistinguisherMethod{Type: flowcontrolv1.FlowDistinguisherMethodByUserType},
+			Rules: []flowcontrolv1.PolicyRulesWithSubjects{{
+				Subjects: []flowcontrolv1.Subject{{Kind: flowcontrolv1.SubjectKindServiceAccount, ServiceAccount: &flowcontrolv1.ServiceAccountSubject{Name: name, Namespace: agentNamespace}}},
+				ResourceRules: []flowcontrolv1.ResourcePolicyRule{{
+					Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Namespaces: []string{"*"}, ClusterScope: true,
+				}},
+			}},
+		},
+	}, metav1.CreateOptions{})))
+	labels := map[string]string{"app": name}
+	must(t, ignoreResult(c.AppsV1().Deployments(agentNamespace).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"lab.bulkhead.dev/behavior": behavior}},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: name,
+					Containers:         []corev1.Container{{Name: "agent", Image: "agent"}},
+				},
+			},
+		},
+	}, metav1.CreateOptions{})))
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.CoreV1().Pods(agentNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil {
+			return false, nil
+		}
+		running := 0
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning {
+				running++
+			}
+		}
+		return running == int(replicas), nil
+	})
+	if err != nil {
+		t.Fatalf("agent %s: %d pods not Running: %v", name, replicas, err)
+	}
+}
+
+func ignoreResult[T any](_ T, err error) error { return err }
+
+func flow(t *testing.T, r controlplane.Reading, flowSchema string) controlplane.FlowLoad {
+	t.Helper()
+	for _, f := range r.Flows {
+		if f.FlowSchema == flowSchema {
+			return f
+		}
+	}
+	t.Fatalf("flow schema %s not in the reading: %+v", flowSchema, r.Flows)
+	return controlplane.FlowLoad{}
+}
+
+func TestAgentShowsUpAsItsOwnFlowAtItsScheduledRate(t *testing.T) {
+	// 5 pods × 1 request/s each: 5 req/s per agent. One LISTs every pod in the cluster, the other
+	// GETs one ConfigMap.
+	_, err := lab.Client.CoreV1().ConfigMaps("default").Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "e2e-target"}}, metav1.CreateOptions{})
+	must(t, err)
+	startAgent(t, "lister", 5, "- list: pods\n  every: 1s\n", "workload-low")
+	startAgent(t, "getter", 5, "- get: configmaps/default/e2e-target\n  every: 1s\n", "workload-low")
+	time.Sleep(3 * time.Second) // let every emulated pod reach its schedule
+
+	out, err := runTop(t, "--once", "-o", "json", "--interval", "20s")
+	if err != nil {
+		t.Fatalf("top --once: %v\n%s", err, out)
+	}
+	var r controlplane.Reading
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("top -o json is not a Reading: %v\n%s", err, out)
+	}
+	lister, getter := flow(t, r, "e2e-lister"), flow(t, r, "e2e-getter")
+	for _, f := range []controlplane.FlowLoad{lister, getter} {
+		if f.PriorityLevel != "workload-low" || f.DispatchedPerSecond < 4.5 || f.DispatchedPerSecond > 5.5 {
+			t.Errorf("flow %s: %.2f req/s in %s, want 5 ±10%% in workload-low", f.FlowSchema, f.DispatchedPerSecond, f.PriorityLevel)
+		}
+	}
+	if lister.SeatSecondsPerSecond <= getter.SeatSecondsPerSecond {
+		t.Errorf("seat-seconds/s: cluster-wide LIST %.4f, GET %.4f; the LIST should cost more", lister.SeatSecondsPerSecond, getter.SeatSecondsPerSecond)
+	}
+	t.Logf("lister %.2f req/s %.4f seat-s/s (%.1f seats avg); getter %.2f req/s %.4f seat-s/s (%.1f seats avg)",
+		lister.DispatchedPerSecond, lister.SeatSecondsPerSecond, lister.AverageSeats, getter.DispatchedPerSecond, getter.SeatSecondsPerSecond, getter.AverageSeats)
+}
+
+func TestRejectionsAreAttributedToTheSaturatedFlowSchema(t *testing.T) {
+	ctx := context.Background()
+	one, zero := int32(1), int32(0)
+	_, err := lab.Client.FlowcontrolV1().PriorityLevelConfigurations().Create(ctx, &flowcontrolv1.PriorityLevelConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-tight"},
+		Spec: flowcontrolv1.PriorityLevelConfigurationSpec{
+			Type: flowcontrolv1.PriorityLevelEnablementLimited,
+			Limited: &flowcontrolv1.LimitedPriorityLevelConfiguration{
+				NominalConcurrencyShares: &one, LendablePercent: &zero, BorrowingLimitPercent: &zero,
+				LimitResponse: flowcontrolv1.LimitResponse{Type: flowcontrolv1.LimitResponseTypeReject},
+			},
+		},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	startAgent(t, "flooder", 5, "- list: pods\n  every: 100ms\n", "e2e-tight")
+	time.Sleep(3 * time.Second)
+
+	out, err := runTop(t, "--once", "-o", "json", "--interval", "5s")
+	if err != nil {
+		t.Fatalf("top --once: %v\n%s", err, out)
+	}
+	var r controlplane.Reading
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	flooder := flow(t, r, "e2e-flooder")
+	if flooder.PriorityLevel != "e2e-tight" || flooder.RejectedPerSecond <= 0 || flooder.RejectedByReason["concurrency-limit"] <= 0 {
+		t.Errorf("flooder = %+v, want concurrency-limit rejections in e2e-tight", flooder)
+	}
+	for _, f := range r.Flows {
+		if f.FlowSchema != "e2e-flooder" && f.RejectedPerSecond > 0 {
+			t.Errorf("flow %s has %.2f rejections/s; only the flooder saturates its level", f.FlowSchema, f.RejectedPerSecond)
+		}
+	}
+	// The flooder is its level's only flow and the level can neither lend nor borrow: the
+	// per-flow seat-seconds estimate must agree with APF's own integral of the level's seats.
+	for _, l := range r.PriorityLevels {
+		if l.PriorityLevel != "e2e-tight" {
+			continue
+		}
+		if l.MeasuredSeatSecondsPerSecond <= 0 || math.Abs(flooder.SeatSecondsPerSecond-l.MeasuredSeatSecondsPerSecond) > 0.15*l.MeasuredSeatSecondsPerSecond {
+			t.Errorf("flooder seat-seconds/s %.3f, level e2e-tight measured %.3f: want within 15%%", flooder.SeatSecondsPerSecond, l.MeasuredSeatSecondsPerSecond)
+		}
+		t.Logf("flooder: %.1f req/s, %.1f rejected/s, seat-seconds/s estimated %.3f, measured by APF %.3f (limit %.0f seats)",
+			flooder.DispatchedPerSecond, flooder.RejectedPerSecond, flooder.SeatSecondsPerSecond, l.MeasuredSeatSecondsPerSecond, l.CurrentLimitSeats)
+	}
+	table, err := runTop(t, "--once", "--interval", "2s", "--sort", "rejected", "--rows", "1")
+	if err != nil || !strings.Contains(table, "e2e-flooder") {
+		t.Errorf("top --once --sort rejected --rows 1 does not show the flooder first (err %v):\n%s", err, table)
+	}
+	// Stop the flood so that later tests measure a quiet server.
+	if err := lab.Client.AppsV1().Deployments(agentNamespace).Delete(ctx, "flooder", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStoppedAPIServerIsReportedUnreachableAndRecovers(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	scraper, err := controlplane.NewScraper(lab.Config, controlplane.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scraper.WaitForDiscovery(ctx, 10*time.Second)
+	before := scraper.Scrape(ctx)
+	if before.Replicas[0].Err != nil {
+		t.Fatal(before.Replicas[0].Err)
+	}
+	replica := before.Replicas[0].Replica
+
+	if err := lab.Ctl(ctx, "apiserver", "stop"); err != nil {
+		t.Fatal(err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			_ = lab.Ctl(ctx, "apiserver", "start")
+		}
+	}()
+	down := controlplane.Analyze(before, scraper.Scrape(ctx))
+	rep := down.Replicas[0]
+	if rep.State != controlplane.ReplicaUnreachable || !strings.Contains(rep.Error, "replica "+replica+": unreachable") || down.Reachable() {
+		t.Errorf("with the apiserver stopped: %+v, want %s unreachable with its cause", rep, replica)
+	}
+	out, err := runTop(t, "--once", "--interval", "1s", "--timeout", "1s")
+	if err == nil || !strings.Contains(err.Error(), "could not be read") || !strings.Contains(out, "unreachable") {
+		t.Errorf("top --once with the apiserver down: err %v, output:\n%s\nwant a non-zero exit naming the unreachable replica", err, out)
+	}
+
+	if err := lab.Ctl(ctx, "apiserver", "start"); err != nil {
+		t.Fatal(err)
+	}
+	started = true
+	var back controlplane.Snapshot
+	err = wait.PollUntilContextTimeout(ctx, time.Second, time.Minute, true, func(ctx context.Context) (bool, error) {
+		back = scraper.Scrape(ctx)
+		return back.Replicas[0].Err == nil, nil
+	})
+	if err != nil {
+		t.Fatalf("replica never came back: %v", back.Replicas[0].Err)
+	}
+	if state := controlplane.Analyze(before, back).Replicas[0].State; state != controlplane.ReplicaRestarted {
+		t.Errorf("across the restart the replica is %s, want restarted", state)
+	}
+	time.Sleep(time.Second)
+	if state := controlplane.Analyze(back, scraper.Scrape(ctx)).Replicas[0].State; state != controlplane.ReplicaOK {
+		t.Errorf("after recovery the replica is %s, want ok", state)
+	}
+}
+
+func TestForbiddenMetricsNameTheReplicaAndTheRBACThatIsMissing(t *testing.T) {
+	ctx := context.Background()
+	must(t, ignoreResult(lab.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bulkhead"}}, metav1.CreateOptions{})))
+	must(t, ignoreResult(lab.Client.CoreV1().ServiceAccounts("bulkhead").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bulkhead-observer"}}, metav1.CreateOptions{})))
+	observer := rest.CopyConfig(lab.Config)
+	observer.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:bulkhead:bulkhead-observer",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:bulkhead", "system:authenticated"},
+	}
+
+	scraper, err := controlplane.NewScraper(observer, controlplane.Options{Timeout: 5 * time.Second, NoDiscovery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := scraper.Scrape(ctx).Replicas[0]
+	for _, want := range []string{"replica " + got.Replica + ":", "403 Forbidden", "nonResourceURLs /metrics", "deploy/observe/clusterrole.yaml"} {
+		if got.Err == nil || !strings.Contains(got.Err.Error(), want) {
+			t.Errorf("scrape without RBAC: error %v, want it to contain %q", got.Err, want)
+		}
+	}
+
+	applyObserveRBAC(t)
+	scraper, err = controlplane.NewScraper(observer, controlplane.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	if !scraper.WaitForDiscovery(watchCtx, 10*time.Second) {
+		t.Error("with deploy/observe/clusterrole.yaml the observer cannot list and watch EndpointSlices in default")
+	}
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		got = scraper.Scrape(ctx).Replicas[0]
+		return got.Err == nil, nil // RBAC caches take a moment to see new bindings
+	})
+	if err != nil {
+		t.Errorf("with deploy/observe/clusterrole.yaml the scrape still fails: %v", got.Err)
+	}
+}
+
+// applyObserveRBAC creates the objects of deploy/observe/clusterrole.yaml.
+func applyObserveRBAC(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	raw, err := os.ReadFile("../../deploy/observe/clusterrole.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, doc := range strings.Split(string(raw), "\n---\n") {
+		var meta metav1.TypeMeta
+		if err := yamlToJSON(doc, &meta); err != nil {
+			t.Fatalf("document %d: %v", i+1, err)
+		}
+		switch meta.Kind {
+		case "ClusterRole":
+			var o rbacv1.ClusterRole
+			must(t, yamlToJSON(doc, &o))
+			must(t, ignoreResult(lab.Client.RbacV1().ClusterRoles().Create(ctx, &o, metav1.CreateOptions{})))
+		case "ClusterRoleBinding":
+			var o rbacv1.ClusterRoleBinding
+			must(t, yamlToJSON(doc, &o))
+			must(t, ignoreResult(lab.Client.RbacV1().ClusterRoleBindings().Create(ctx, &o, metav1.CreateOptions{})))
+		case "Role":
+			var o rbacv1.Role
+			must(t, yamlToJSON(doc, &o))
+			must(t, ignoreResult(lab.Client.RbacV1().Roles(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})))
+		case "RoleBinding":
+			var o rbacv1.RoleBinding
+			must(t, yamlToJSON(doc, &o))
+			must(t, ignoreResult(lab.Client.RbacV1().RoleBindings(o.Namespace).Create(ctx, &o, metav1.CreateOptions{})))
+		default:
+			t.Fatalf("document %d: unexpected kind %q", i+1, meta.Kind)
+		}
+	}
+}
+
+func yamlToJSON(doc string, into any) error {
+	data, err := yaml.YAMLToJSON([]byte(doc))
+	if err != nil {
+		return fmt.Errorf("YAML: %w", err)
+	}
+	return json.Unmarshal(data, into)
+}
+
+func TestReplicasComeFromTheKubernetesEndpointSlice(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	server, err := url.Parse(lab.Config.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// EndpointSlices refuse loopback addresses and the lab's apiserver listens on 127.0.0.1 only,
+	// so a TCP forwarder on a non-loopback address of this machine stands for a replica; a closed
+	// port on the same address stands for one that is down. Its certificate does not name that
+	// address: the scrape verifies only because the scraper pins the kubeconfig's host as TLS
+	// server name.
+	ip := nonLoopbackIPv4(t)
+	live := forward(t, net.JoinHostPort(ip, "0"), server.Host)
+	closed, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := closed.Addr().String()
+	closed.Close()
+	for i, replica := range []string{live, down} {
+		_, portText, _ := net.SplitHostPort(replica)
+		port, _ := strconv.Atoi(portText)
+		https, port32 := "https", int32(port)
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: fmt.Sprintf("e2e-kubernetes-%d", i), Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}}},
+			Ports:       []discoveryv1.EndpointPort{{Name: &https, Port: &port32}},
+		}
+		if _, err := lab.Client.DiscoveryV1().EndpointSlices("default").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = lab.Client.DiscoveryV1().EndpointSlices("default").Delete(context.Background(), slice.Name, metav1.DeleteOptions{})
+		})
+	}
+
+	scraper, err := controlplane.NewScraper(lab.Config, controlplane.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !scraper.WaitForDiscovery(ctx, 10*time.Second) {
+		t.Fatal("the EndpointSlice watch did not sync")
+	}
+	want := []string{live, down}
+	slices.Sort(want)
+	if got := scraper.Replicas(); !slices.Equal(got, want) {
+		t.Fatalf("replicas = %v, want %v", got, want)
+	}
+	first := scraper.Scrape(ctx)
+	time.Sleep(time.Second)
+	r := controlplane.Analyze(first, scraper.Scrape(ctx))
+	states := map[string]controlplane.ReplicaStatus{}
+	for _, rep := range r.Replicas {
+		states[rep.Replica] = rep
+	}
+	if states[live].State != controlplane.ReplicaOK || states[down].State != controlplane.ReplicaUnreachable ||
+		!strings.Contains(states[down].Error, "replica "+down+": unreachable") {
+		t.Errorf("replicas %+v: want %s ok and %s unreachable with its cause", r.Replicas, live, down)
+	}
+	if len(r.Flows) == 0 || r.Seats.Nominal == 0 {
+		t.Errorf("the reachable replica's load is missing: %d flows, seats %+v", len(r.Flows), r.Seats)
+	}
+
+	out, err := runTop(t, "--once", "--interval", "1s", "--timeout", "2s", "--per-replica")
+	if err == nil || !strings.Contains(err.Error(), down) || !strings.Contains(out, "REPLICA "+live+" ok") || !strings.Contains(out, "REPLICA "+down+" unreachable") {
+		t.Errorf("top --once --per-replica: err %v, output:\n%s\nwant both replicas, the down one failing the run", err, out)
+	}
+}
+
+func nonLoopbackIPv4(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	t.Fatal("this machine has no non-loopback IPv4 address to stand for an apiserver replica")
+	return ""
+}
+
+// forward accepts TCP connections on listen and pipes each to target until the test ends.
+func forward(t *testing.T, listen, target string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
