@@ -35,9 +35,20 @@ test-product:
 	BULKHEAD_LAB_BIN=$(BIN)/bulkhead-lab $(GO) test -count=1 -p 1 -timeout 20m ./...
 
 ## bench: benchmarks and bench scripts; they print tables, they assert nothing
+BENCH_PKGS = $(shell grep -rl --include='*_test.go' '^func Benchmark' . | grep -v '^./lab/' | xargs -r -n1 dirname | sort -u)
 bench: build lab
-	BULKHEAD_LAB_BIN=$(BIN)/bulkhead-lab $(GO) test -run '^$$' -bench . -benchmem ./...
+	BULKHEAD_LAB_BIN=$(BIN)/bulkhead-lab $(GO) test -run '^$$' -bench . -benchmem $(BENCH_PKGS)
 	$(BIN)/bulkhead-lab bench scaling --dir $(LAB_DIR)/bench
+
+## fuzz: every fuzz target for FUZZTIME (not part of make test)
+FUZZTIME ?= 60s
+fuzz:
+	@grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./lab/' | while read -r f; do \
+		for fn in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+			echo "fuzz $$fn in $$(dirname $$f) for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) ./$$(dirname $$f) || exit 1; \
+		done; \
+	done
 
 ## demo: start the lab with defaults and print how to reach it
 demo: build lab
