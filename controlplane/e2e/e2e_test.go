@@ -473,3 +473,60 @@ func forward(t *testing.T, listen, target string) string {
 	}()
 	return l.Addr().String()
 }
+
+func TestRequestsBulkheadAddsToTheAPIServer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	must(t, ignoreResult(lab.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bulkhead"}}, metav1.CreateOptions{})))
+	must(t, ignoreResult(lab.Client.CoreV1().ServiceAccounts("bulkhead").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "bulkhead-observer"}}, metav1.CreateOptions{})))
+	applyObserveRBAC(t)
+	// Its own FlowSchema makes the observer's requests countable.
+	must(t, ignoreResult(lab.Client.FlowcontrolV1().FlowSchemas().Create(ctx, &flowcontrolv1.FlowSchema{
+		ObjectMeta: metav1.ObjectMeta{Name: "e2e-observer"},
+		Spec: flowcontrolv1.FlowSchemaSpec{
+			PriorityLevelConfiguration: flowcontrolv1.PriorityLevelConfigurationReference{Name: "workload-low"},
+			MatchingPrecedence:         1000,
+			Rules: []flowcontrolv1.PolicyRulesWithSubjects{{
+				Subjects:         []flowcontrolv1.Subject{{Kind: flowcontrolv1.SubjectKindServiceAccount, ServiceAccount: &flowcontrolv1.ServiceAccountSubject{Name: "bulkhead-observer", Namespace: "bulkhead"}}},
+				ResourceRules:    []flowcontrolv1.ResourcePolicyRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Namespaces: []string{"*"}, ClusterScope: true}},
+				NonResourceRules: []flowcontrolv1.NonResourcePolicyRule{{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}},
+			}},
+		},
+	}, metav1.CreateOptions{})))
+	time.Sleep(2 * time.Second) // APF's configuration controller picks the new schema up
+
+	admin, err := controlplane.NewScraper(lab.Config, controlplane.Options{NoDiscovery: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	observer := rest.CopyConfig(lab.Config)
+	observer.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:bulkhead:bulkhead-observer",
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:bulkhead", "system:authenticated"},
+	}
+	before := admin.Scrape(ctx)
+	watched, stopWatching := context.WithCancel(ctx)
+	scraper, err := controlplane.NewScraper(observer, controlplane.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !scraper.WaitForDiscovery(watched, 10*time.Second) {
+		t.Fatal("the observer's EndpointSlice watch did not sync")
+	}
+	const scrapes = 10
+	for range scrapes {
+		if rep := scraper.Scrape(ctx).Replicas[0]; rep.Err != nil {
+			t.Fatal(rep.Err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	stopWatching()
+	r := controlplane.Analyze(before, admin.Scrape(ctx))
+	requests := math.Round(flow(t, r, "e2e-observer").DispatchedPerSecond * r.Window.Seconds)
+	// One GET /metrics per scrape, and discovery: a single streaming WATCH of EndpointSlices
+	// (client-go's WatchList, measured here) or a LIST and a WATCH; never a LIST per scrape.
+	if discovery := requests - scrapes; discovery < 1 || discovery > 2 {
+		t.Errorf("the observer made %.0f requests for %d scrapes, want %d GETs and 1 or 2 for discovery", requests, scrapes, scrapes)
+	}
+	t.Logf("requests for %d scrapes of 1 replica: %.0f; so `bulkhead top` adds 60/interval GET /metrics per replica per minute (30 at 2 s) and one long-running watch", scrapes, requests)
+}
