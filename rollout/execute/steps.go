@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/bulkhead-dev/bulkhead/rollout/plan"
@@ -120,24 +122,33 @@ func Finish(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonS
 }
 
 // Rollback undoes a rollout, fastest relief first: the lane is squeezed so the agents' load
-// stops at once; then a new DaemonSet is deleted, or an update's previous template is restored
-// and only the pods at another revision are replaced; then the strategy and the lane.
+// stops at once. A new DaemonSet then loses its nodes (its pods go), its lane, and finally
+// itself; an update gets its previous template back, only the pods at another revision are
+// replaced, then the strategy is restored and the lane removed.
 func Rollback(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) error {
 	owner := "daemonset/" + ds.Namespace + "/" + ds.Name
 	if err := SqueezeLane(ctx, client, st.Lane, owner); err != nil {
 		return err
 	}
 	if st.Kind == state.Create {
+		// Un-admit every node first: the controller deletes the pods, and the DaemonSet with
+		// its state stays until they are gone, so a crash here leaves something to resume.
+		if err := removeNodeLabels(ctx, client, st.NodeLabel); err != nil {
+			return err
+		}
+		if err := waitNoPods(ctx, client, ds); err != nil {
+			return err
+		}
+		if err := DeleteLane(ctx, client, st.Lane); err != nil {
+			return err
+		}
 		propagation := metav1.DeletePropagationBackground
 		err := client.AppsV1().DaemonSets(ds.Namespace).Delete(ctx, ds.Name, metav1.DeleteOptions{
 			PropagationPolicy: &propagation, Preconditions: &metav1.Preconditions{UID: &ds.UID}})
 		if ignoreNotFound(err) != nil {
 			return fmt.Errorf("delete DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
 		}
-		if err := removeNodeLabels(ctx, client, st.NodeLabel); err != nil {
-			return err
-		}
-		return DeleteLane(ctx, client, st.Lane)
+		return nil
 	}
 	ds, current, err := CurrentRevision(ctx, client, ds.Namespace, ds.Name)
 	if err != nil {
@@ -172,6 +183,22 @@ func Rollback(ctx context.Context, client kubernetes.Interface, ds *appsv1.Daemo
 		return err
 	}
 	return DeleteLane(ctx, client, st.Lane)
+}
+
+func waitNoPods(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet) error {
+	var left int
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := Pods(ctx, client, ds)
+		if err != nil {
+			return false, err
+		}
+		left = len(pods)
+		return left == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the pods of %s/%s to go (%d left): %w", ds.Namespace, ds.Name, left, err)
+	}
+	return nil
 }
 
 // relabelToCurrentRevision gives every pod the current revision's hash. Pods made from the

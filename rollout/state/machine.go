@@ -83,7 +83,7 @@ func New(st Start, now time.Time) (State, error) {
 	if st.Kind == Update {
 		s.Phase, s.SoakStarted = Baseline, now
 	} else {
-		s.Phase, s.Wave, s.WaveStarted = Rolling, 1, now
+		s.Phase, s.Wave, s.WaveStarted, s.SoakStarted = Rolling, 1, now, now
 	}
 	if st.Soak <= 0 {
 		return State{}, fmt.Errorf("soak %v must be positive", st.Soak)
@@ -98,7 +98,8 @@ func New(st Start, now time.Time) (State, error) {
 }
 
 // WaveRolled records that the current wave's nodes are switched (done of them in all):
-// Rolling → Soaking.
+// Rolling → Soaking. The soak counts from the wave's start, so the start-up burst of the
+// wave's agents falls inside it.
 func (s State) WaveRolled(done int, now time.Time) (State, error) {
 	if s.Phase != Rolling {
 		return s, fmt.Errorf("wave %d cannot finish rolling in phase %s", s.Wave, s.Phase)
@@ -106,7 +107,7 @@ func (s State) WaveRolled(done int, now time.Time) (State, error) {
 	if done < s.Target() {
 		return s, fmt.Errorf("wave %d has %d of its %d nodes switched", s.Wave, done, s.Target())
 	}
-	s.Phase, s.Done, s.SoakStarted, s.Updated = Soaking, done, now, now
+	s.Phase, s.Done, s.Updated = Soaking, done, now
 	return s, nil
 }
 
@@ -132,7 +133,7 @@ func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now tim
 	if s.Wave == len(s.Targets) {
 		s.Phase = Finishing
 	} else {
-		s.Phase, s.Wave, s.WaveStarted = Rolling, s.Wave+1, now
+		s.Phase, s.Wave, s.WaveStarted, s.SoakStarted = Rolling, s.Wave+1, now, now
 	}
 	s.Updated = now
 	return s, nil
@@ -171,6 +172,7 @@ func (s State) Pause(now time.Time) (State, error) {
 
 // Resume continues a paused or orphaned rollout (its CLI died). A soak restarts from now:
 // the dead process's samples are gone, and the wave's agents are running already.
+// FreshSoak tells the two apart.
 func (s State) Resume(now time.Time) (State, error) {
 	if s.Terminal() {
 		return s, fmt.Errorf("the rollout is already %s; nothing to resume", s.Phase)
@@ -213,3 +215,7 @@ func (s State) PriorBurstPerAgent() float64 {
 	}
 	return b
 }
+
+// FreshSoak reports whether the current soak began with its wave (so it sees the wave's
+// start-up burst) rather than at a resume (when the agents were running already).
+func (s State) FreshSoak() bool { return s.SoakStarted.Equal(s.WaveStarted) }

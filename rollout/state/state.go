@@ -60,8 +60,8 @@ type State struct {
 	Wave int `json:"wave"`
 	// Done is how many nodes run the new pods (as of the last completed action).
 	Done int `json:"done"`
-	// WaveStarted is when the current wave's pods began changing; SoakStarted is when
-	// the current soak began (reset on resume, since a dead CLI's samples are lost).
+	// WaveStarted is when the current wave began; SoakStarted is when its soak began: the
+	// same moment, unless a resume restarted the soak (a dead CLI's samples are lost).
 	WaveStarted time.Time `json:"waveStarted,omitzero"`
 	SoakStarted time.Time `json:"soakStarted,omitzero"`
 

@@ -274,3 +274,20 @@ func TestTransitionsOutOfOrderAreRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestASoakIsFreshUnlessAResumeRestartedIt(t *testing.T) {
+	must := mustFor(t)
+	s := mustNew(t, Create)
+	s = must(s.WaveRolled(2, at(5)))
+	if !roundTrip(t, s).FreshSoak() {
+		t.Fatalf("a wave's own soak must be fresh (it sees the start-up burst)")
+	}
+	s = must(s.Resume(at(30)))
+	if roundTrip(t, s).FreshSoak() {
+		t.Fatalf("a soak restarted by resume is not fresh")
+	}
+	s = must(s.Decided(analyze.Proceed, WaveRecord{New: 2, Seats: 0.1, SE: 0.01, Samples: 5}, "", at(90)))
+	if !s.FreshSoak() || !s.WaveStarted.Equal(at(90)) {
+		t.Fatalf("the next wave starts a fresh soak")
+	}
+}

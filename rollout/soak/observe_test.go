@@ -1,0 +1,78 @@
+package soak
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/bulkhead-dev/bulkhead/controlplane"
+	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/predict"
+	"github.com/bulkhead-dev/bulkhead/rollout/state"
+)
+
+var (
+	lane  = state.Lane{FlowSchema: "bulkhead-rollout-obs.agent", PriorityLevel: "bulkhead-rollout-obs.agent"}
+	start = time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)
+)
+
+func reading(endSec int, flows ...controlplane.FlowLoad) controlplane.Reading {
+	to := start.Add(time.Duration(endSec) * time.Second)
+	return controlplane.Reading{
+		Window: controlplane.Window{From: to.Add(-5 * time.Second), To: to, Seconds: 5},
+		Load:   controlplane.Load{Flows: flows},
+	}
+}
+
+func TestLaneSampleSumsTheLanesFlowsOnly(t *testing.T) {
+	prev := reading(20, controlplane.FlowLoad{FlowSchema: lane.FlowSchema, PriorityLevel: lane.PriorityLevel, InQueue: 4})
+	cur := reading(25,
+		controlplane.FlowLoad{FlowSchema: lane.FlowSchema, PriorityLevel: lane.PriorityLevel, DispatchedPerSecond: 10, RejectedPerSecond: 2, SeatSecondsPerSecond: 1.5, InQueue: 9},
+		// During a rollback the squeezed lane is the same schema: it still counts.
+		controlplane.FlowLoad{FlowSchema: lane.FlowSchema, PriorityLevel: "other", DispatchedPerSecond: 1, SeatSecondsPerSecond: 0.5, InQueue: 1},
+		controlplane.FlowLoad{FlowSchema: "service-accounts", PriorityLevel: "workload-low", DispatchedPerSecond: 500, SeatSecondsPerSecond: 40},
+	)
+	got := LaneSample(&prev, cur, lane, start)
+	want := predict.Sample{End: 25 * time.Second, Span: 5 * time.Second, DispatchedPerSec: 11, RejectedPerSec: 2,
+		ExecutingSeats: 2, QueuedAtStart: 4, QueuedAtEnd: 10}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("LaneSample = %+v\nwant %+v", got, want)
+	}
+	if first := LaneSample(nil, cur, lane, start); first.QueuedAtStart != first.QueuedAtEnd {
+		t.Fatalf("the first interval has no queue history; it must not invent growth: %+v", first)
+	}
+}
+
+func TestOtherFlowsComparesWithBeforeTheRollout(t *testing.T) {
+	before := reading(0,
+		controlplane.FlowLoad{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSecond: 0.5, Wait: controlplane.Quantile{Count: 100, P99Seconds: 0.01}})
+	window := reading(60,
+		controlplane.FlowLoad{FlowSchema: lane.FlowSchema, PriorityLevel: lane.PriorityLevel, RejectedPerSecond: 50},
+		controlplane.FlowLoad{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSecond: 3, Wait: controlplane.Quantile{Count: 100, P99Seconds: 0.9}},
+		controlplane.FlowLoad{FlowSchema: "global-default", PriorityLevel: "global-default", RejectedPerSecond: 1})
+	got := OtherFlows(window, before, lane)
+	want := []analyze.Flow{
+		{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSec: 3, BaselineRejectedPerSec: 0.5,
+			WaitP99: 900 * time.Millisecond, BaselineWaitP99: 10 * time.Millisecond},
+		{FlowSchema: "global-default", PriorityLevel: "global-default", RejectedPerSec: 1},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("OtherFlows = %+v\nwant %+v", got, want)
+	}
+}
+
+func TestSLIsKeepThoseWithAnObjective(t *testing.T) {
+	window := reading(60)
+	window.SLIs = []controlplane.SLI{
+		{Verb: "GET", Scope: "resource", Latency: controlplane.Quantile{Count: 900, P99Seconds: 0.05}, SLOSeconds: 1},
+		{Verb: "WATCH", Scope: "cluster", Latency: controlplane.Quantile{Count: 3, P99Seconds: 0.001}},
+		{Verb: "LIST", Scope: "cluster", Latency: controlplane.Quantile{Count: 40, P99Seconds: 14}, SLOSeconds: 30},
+	}
+	want := []analyze.SLI{
+		{Verb: "GET", Scope: "resource", P99: 50 * time.Millisecond, SLO: time.Second, Requests: 900},
+		{Verb: "LIST", Scope: "cluster", P99: 14 * time.Second, SLO: 30 * time.Second, Requests: 40},
+	}
+	if got := SLIs(window); !reflect.DeepEqual(got, want) {
+		t.Fatalf("SLIs = %+v\nwant %+v", got, want)
+	}
+}
