@@ -56,7 +56,11 @@
 // apiserver_flowcontrol_nominal_limit_seats (the level's configured share of
 // --max-requests-inflight + --max-mutating-requests-inflight) and
 // apiserver_flowcontrol_current_limit_seats (after borrowing and lending). Utilization is
-// seat-seconds/s ÷ current limit.
+// seat-seconds/s ÷ current limit. MeasuredSeatSecondsPerSecond is the check on the per-flow
+// estimate: apiserver_flowcontrol_priority_level_seat_utilization is a timing-ratio histogram
+// whose count grows by every elapsed nanosecond and whose sum by (seats in use ÷ limit) × that
+// nanosecond, so Δsum/Δcount × current limit is the level's true mean seats in use. In the lab,
+// for a level holding one flow, the two agree within 1% (fixtures_test.go, e2e).
 //
 // # SLIs and SLOs
 //
