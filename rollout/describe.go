@@ -1,0 +1,50 @@
+package rollout
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/state"
+)
+
+// Describe is `rollout status` in words.
+func Describe(namespace, name string, st state.State, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "DaemonSet %s/%s, rollout %s (%s)\n", namespace, name, st.ID, st.Kind)
+	phase := string(st.Phase)
+	if st.Paused {
+		phase += ", paused"
+	}
+	fmt.Fprintf(&b, "phase:   %s", phase)
+	switch st.Phase {
+	case state.Rolling, state.Soaking:
+		fmt.Fprintf(&b, " — wave %d of %d, %d of %d nodes switched (target %d)", st.Wave, len(st.Targets), st.Done, st.Eligible, st.Target())
+	case state.Baseline:
+		b.WriteString(" — measuring the current version before wave 1")
+	}
+	b.WriteByte('\n')
+	if !st.Updated.IsZero() {
+		fmt.Fprintf(&b, "updated: %s ago\n", now.Sub(st.Updated).Round(time.Second))
+	}
+	fmt.Fprintf(&b, "waves:   %s → %v nodes; soak %v\n", st.WavesSpec, st.Targets, st.Soak.Duration)
+	fmt.Fprintf(&b, "budget:  %g%% = %g seats; lane %s\n", st.BudgetPercent, st.BudgetSeats, st.Lane.PriorityLevel)
+	for _, r := range st.History {
+		label := fmt.Sprintf("wave %d", r.Wave)
+		if r.Wave == 0 {
+			label = "baseline"
+		}
+		fmt.Fprintf(&b, "%-8s %d new + %d old agents used %.3g ± %.2g seats steady (%d samples)\n", label+":", r.New, r.Old, r.Seats, r.SE, r.Samples)
+	}
+	if st.Reason != "" {
+		fmt.Fprintf(&b, "reason:  %s\n", st.Reason)
+	}
+	switch st.NextAction() {
+	case state.Wait:
+		b.WriteString("next:    paused; `bulkhead rollout resume` continues, `abort` rolls back\n")
+	case state.None:
+	default:
+		fmt.Fprintf(&b, "next:    %s (if no bulkhead is running it, `bulkhead rollout resume` will)\n", st.NextAction())
+	}
+	return b.String()
+}

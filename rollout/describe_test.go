@@ -1,0 +1,63 @@
+package rollout
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/state"
+)
+
+func TestDescribeSaysWhereTheRolloutStandsAndWhatComesNext(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)
+	st, err := state.New(state.Start{ID: "r1", Kind: state.Update, WavesSpec: "1%,100%", Targets: []int{2, 200}, Eligible: 200,
+		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60, Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"},
+		OriginalStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.OnDeleteDaemonSetStrategyType}, OriginalHash: "abc"}, t0)
+	if err != nil {
+		t.Fatalf("state.New: %v", err)
+	}
+	st, err = st.Decided(analyze.Proceed, state.WaveRecord{Old: 200, Seats: 20, SE: 0.4, Samples: 12}, "", t0.Add(time.Minute))
+	if err != nil {
+		t.Fatalf("Decided: %v", err)
+	}
+	st, err = st.Pause(t0.Add(2 * time.Minute))
+	if err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	got := Describe("obs", "agent", st, t0.Add(3*time.Minute))
+	for _, want := range []string{
+		"DaemonSet obs/agent, rollout r1 (update)",
+		"phase:   Rolling, paused — wave 1 of 2, 0 of 200 nodes switched (target 2)",
+		"updated: 1m0s ago",
+		"budget:  10% = 60 seats; lane l",
+		"baseline: 0 new + 200 old agents used 20 ± 0.4 seats steady (12 samples)",
+		"next:    paused",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestOptionsAreCheckedBeforeAnythingElse(t *testing.T) {
+	tests := []struct {
+		o       Options
+		wantErr string
+	}{
+		{Options{Waves: "1%,5%", Soak: time.Minute, BudgetPercent: 10}, "must end with 100%"},
+		{Options{Waves: "1%,100%", Soak: 0, BudgetPercent: 10}, "--soak 0s must be positive"},
+		{Options{Waves: "1%,100%", Soak: time.Minute, BudgetPercent: 0}, "--budget 0% must be within (0, 100%]"},
+		{Options{Waves: "1%,100%", Soak: time.Minute, BudgetPercent: 120}, "--budget 120%"},
+	}
+	for _, tt := range tests {
+		if _, err := tt.o.Validate(); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("Validate(%+v) = %v, want %q", tt.o, err, tt.wantErr)
+		}
+	}
+	if _, err := (Options{Waves: "1%,100%", Soak: time.Minute, BudgetPercent: 10}).Validate(); err != nil {
+		t.Errorf("good options: %v", err)
+	}
+}

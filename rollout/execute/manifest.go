@@ -1,0 +1,76 @@
+package execute
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// ParseManifest reads exactly one apps/v1 DaemonSet from YAML or JSON. namespace, when not
+// empty, is the namespace asked for on the command line: the manifest's own must agree.
+func ParseManifest(data []byte, namespace string) (*appsv1.DaemonSet, error) {
+	dec := utilyaml.NewDocumentDecoder(io.NopCloser(bytes.NewReader(data)))
+	defer dec.Close()
+	var docs [][]byte
+	buf := make([]byte, len(data)+1)
+	for {
+		n, err := dec.Read(buf)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("manifest: %w", err)
+		}
+		if doc := bytes.TrimSpace(buf[:n]); len(doc) > 0 && !onlyComments(doc) {
+			docs = append(docs, append([]byte(nil), doc...))
+		}
+	}
+	if len(docs) != 1 {
+		return nil, fmt.Errorf("manifest: want exactly one DaemonSet, found %d documents", len(docs))
+	}
+	var meta struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+	}
+	if err := yaml.Unmarshal(docs[0], &meta); err != nil {
+		return nil, fmt.Errorf("manifest is not valid YAML: %w", err)
+	}
+	gv, err := schema.ParseGroupVersion(meta.APIVersion)
+	if err != nil || meta.Kind != "DaemonSet" || gv != appsv1.SchemeGroupVersion {
+		return nil, fmt.Errorf("manifest is a %q of %q, not an apps/v1 DaemonSet", meta.Kind, meta.APIVersion)
+	}
+	var ds appsv1.DaemonSet
+	if err := yaml.UnmarshalStrict(docs[0], &ds); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	switch {
+	case ds.Name == "":
+		return nil, fmt.Errorf("manifest: the DaemonSet has no metadata.name")
+	case ds.Spec.Selector == nil:
+		return nil, fmt.Errorf("manifest: DaemonSet %s has no spec.selector", ds.Name)
+	case namespace != "" && ds.Namespace != "" && ds.Namespace != namespace:
+		return nil, fmt.Errorf("manifest: DaemonSet %s is in namespace %q, but -n asks for %q", ds.Name, ds.Namespace, namespace)
+	}
+	if ds.Namespace == "" {
+		ds.Namespace = namespace
+	}
+	if ds.Namespace == "" {
+		ds.Namespace = "default"
+	}
+	return &ds, nil
+}
+
+func onlyComments(doc []byte) bool {
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		if l := bytes.TrimSpace(line); len(l) > 0 && l[0] != '#' {
+			return false
+		}
+	}
+	return true
+}
