@@ -124,7 +124,7 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 
 	lane := execute.LaneNames(ds.Namespace, ds.Name)
 	start := state.Start{
-		ID: fmt.Sprintf("%s-%04x", time.Now().UTC().Format("20060102-150405"), rand.IntN(1<<16)),
+		ID:        fmt.Sprintf("%s-%04x", time.Now().UTC().Format("20060102-150405"), rand.IntN(1<<16)),
 		WavesSpec: o.Waves, Targets: targets, Eligible: eligible,
 		Soak: o.Soak, BudgetPercent: o.BudgetPercent, BudgetSeats: float64(laneSeats * replicas),
 		Lane: lane, OriginalStrategy: ds.Spec.UpdateStrategy,
