@@ -114,13 +114,20 @@ func (n *Node) listen() error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", n.cfg.Listen, err)
 	}
-	if n.udp, err = net.ListenUDP("udp", udpAddr); err != nil {
-		return fmt.Errorf("--listen %s (udp): %w", n.cfg.Listen, err)
-	}
-	// The TCP listener takes the UDP port, which matters when the flag says port 0.
-	if n.tcp, err = net.Listen("tcp", n.udp.LocalAddr().String()); err != nil {
-		n.closeListeners()
-		return fmt.Errorf("--listen %s (tcp): %w", n.cfg.Listen, err)
+	// The TCP listener takes the UDP port. With port 0 the kernel's pick may be taken for TCP:
+	// pick again a few times.
+	for attempt := 0; ; attempt++ {
+		if n.udp, err = net.ListenUDP("udp", udpAddr); err != nil {
+			return fmt.Errorf("--listen %s (udp): %w", n.cfg.Listen, err)
+		}
+		if n.tcp, err = net.Listen("tcp", n.udp.LocalAddr().String()); err == nil {
+			break
+		}
+		n.udp.Close()
+		n.udp = nil
+		if udpAddr.Port != 0 || attempt == 10 {
+			return fmt.Errorf("--listen %s (tcp): %w", n.cfg.Listen, err)
+		}
 	}
 	if n.cfg.Metrics != "" {
 		if n.http, err = net.Listen("tcp", n.cfg.Metrics); err != nil {

@@ -75,13 +75,20 @@ func newServer(t testing.TB, upstream Resolver) *Server {
 
 func serve(t testing.TB, srv *Server) *testServer {
 	t.Helper()
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", udp.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	// The TCP port must equal the UDP port the kernel picked; another process may hold it.
+	var udp *net.UDPConn
+	var tcp net.Listener
+	for attempt := 0; tcp == nil; attempt++ {
+		var err error
+		if udp, err = net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			t.Fatal(err)
+		}
+		if tcp, err = net.Listen("tcp", udp.LocalAddr().String()); err != nil {
+			udp.Close()
+			if attempt == 10 {
+				t.Fatal(err)
+			}
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 2)
