@@ -15,15 +15,44 @@ type Source interface {
 	Scrape(ctx context.Context) controlplane.Snapshot
 }
 
-// Once takes two snapshots interval apart and analyzes them: rates need a window.
-func Once(ctx context.Context, src Source, interval time.Duration) (controlplane.Reading, error) {
-	prev := src.Scrape(ctx)
-	select {
-	case <-ctx.Done():
-		return controlplane.Reading{}, fmt.Errorf("waiting for the second scrape: %w", ctx.Err())
-	case <-time.After(interval):
+// ReadFunc produces the next Reading. Live calls it every interval.
+type ReadFunc func(ctx context.Context) (controlplane.Reading, error)
+
+// Consecutive reads from successive snapshots of src: each Reading covers the time since the
+// previous call, and the first call takes two snapshots interval apart (rates need a window).
+func Consecutive(src Source, interval time.Duration) ReadFunc {
+	var prev *controlplane.Snapshot
+	return func(ctx context.Context) (controlplane.Reading, error) {
+		if prev == nil {
+			first := src.Scrape(ctx)
+			prev = &first
+			select {
+			case <-ctx.Done():
+				return controlplane.Reading{}, fmt.Errorf("waiting for the second scrape: %w", ctx.Err())
+			case <-time.After(interval):
+			}
+		}
+		cur := src.Scrape(ctx)
+		r := controlplane.Analyze(*prev, cur)
+		prev = &cur
+		return r, nil
 	}
-	return controlplane.Analyze(prev, src.Scrape(ctx)), nil
+}
+
+// Windowed reads from a Prometheus source: each Reading covers the window ending now.
+func Windowed(src *controlplane.PrometheusSource, window time.Duration) ReadFunc {
+	return func(ctx context.Context) (controlplane.Reading, error) {
+		now := time.Now()
+		prev, err := src.SnapshotAt(ctx, now.Add(-window))
+		if err != nil {
+			return controlplane.Reading{}, err
+		}
+		cur, err := src.SnapshotAt(ctx, now)
+		if err != nil {
+			return controlplane.Reading{}, err
+		}
+		return controlplane.Analyze(prev, cur), nil
+	}
 }
 
 const (
@@ -31,20 +60,26 @@ const (
 	footer      = "keys: s next sort · r summed/per replica · q quit"
 )
 
+type result struct {
+	reading controlplane.Reading
+	err     error
+}
+
 // Live redraws the view every interval until ctx ends or q (or Ctrl-C, in a raw terminal) is
-// read from keys. Output lines end in \r\n so that they render in a raw-mode terminal.
-func Live(ctx context.Context, src Source, keys io.Reader, out io.Writer, interval time.Duration, v View) error {
+// read from keys. A failed read is shown above the last good Reading. Output lines end in \r\n
+// so that they render in a raw-mode terminal.
+func Live(ctx context.Context, read ReadFunc, keys io.Reader, out io.Writer, interval time.Duration, v View) error {
 	if v.Sort == "" {
 		v.Sort = BySeatSeconds
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	snapshots := make(chan controlplane.Snapshot)
+	results := make(chan result)
 	go func() {
 		for {
-			snap := src.Scrape(ctx)
+			r, err := read(ctx)
 			select {
-			case snapshots <- snap:
+			case results <- result{r, err}:
 			case <-ctx.Done():
 				return
 			}
@@ -72,11 +107,14 @@ func Live(ctx context.Context, src Source, keys io.Reader, out io.Writer, interv
 		}()
 	}
 
-	var prev *controlplane.Snapshot
 	var reading *controlplane.Reading
+	var lastErr error
 	draw := func() error {
 		var b strings.Builder
 		b.WriteString(clearScreen)
+		if lastErr != nil {
+			fmt.Fprintf(&b, "ERROR %v\n", lastErr)
+		}
 		if reading == nil {
 			b.WriteString("bulkhead top: waiting for a second scrape to compute rates…\n")
 		} else if err := Render(&b, *reading, v); err != nil {
@@ -93,12 +131,11 @@ func Live(ctx context.Context, src Source, keys io.Reader, out io.Writer, interv
 		select {
 		case <-ctx.Done():
 			return nil
-		case snap := <-snapshots:
-			if prev != nil {
-				r := controlplane.Analyze(*prev, snap)
-				reading = &r
+		case res := <-results:
+			lastErr = res.err
+			if res.err == nil {
+				reading = &res.reading
 			}
-			prev = &snap
 		case key := <-pressed:
 			switch key {
 			case 'q', 'Q', 3: // 3 is Ctrl-C in a raw terminal

@@ -3,6 +3,7 @@ package top
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -45,8 +46,8 @@ func (s *syncBuffer) String() string {
 
 func waitFor(t *testing.T, out *syncBuffer, text string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(out.String(), text) {
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(lastScreen(out.String()), text) {
 		if time.Now().After(deadline) {
 			t.Fatalf("output never showed %q; last screen:\n%s", text, lastScreen(out.String()))
 		}
@@ -54,14 +55,21 @@ func waitFor(t *testing.T, out *syncBuffer, text string) {
 	}
 }
 
-func lastScreen(s string) string { return s[strings.LastIndex(s, clearScreen)+len(clearScreen):] }
+func lastScreen(s string) string {
+	if i := strings.LastIndex(s, clearScreen); i >= 0 {
+		return s[i+len(clearScreen):]
+	}
+	return s
+}
 
 func TestLiveRedrawsAndFollowsKeys(t *testing.T) {
 	src := &replay{snaps: snapshotsFromReadingFixtures(t)}
 	keysReader, keys := io.Pipe()
 	out := &syncBuffer{}
 	done := make(chan error, 1)
-	go func() { done <- Live(context.Background(), src, keysReader, out, 10*time.Millisecond, View{}) }()
+	go func() {
+		done <- Live(context.Background(), Consecutive(src, 50*time.Millisecond), keysReader, out, 50*time.Millisecond, View{})
+	}()
 
 	waitFor(t, out, "sort seats  view summed")
 	keys.Write([]byte("r"))
@@ -74,7 +82,7 @@ func TestLiveRedrawsAndFollowsKeys(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Live returned %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatal("Live did not stop on q")
 	}
 	screen := lastScreen(out.String())
@@ -88,10 +96,31 @@ func TestLiveStopsWhenTheContextEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	out := &syncBuffer{}
-	if err := Live(ctx, src, nil, out, 10*time.Millisecond, View{}); err != nil {
+	if err := Live(ctx, Consecutive(src, 10*time.Millisecond), nil, out, 10*time.Millisecond, View{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "bulkhead top  window") || src.calls < 2 {
 		t.Errorf("after %d scrapes no reading was drawn:\n%s", src.calls, out.String())
+	}
+}
+
+func TestLiveShowsAFailedReadAboveTheLastGoodReading(t *testing.T) {
+	good := labReading(t, "agent-0.prom.gz", "agent-1.prom.gz")
+	calls := 0
+	read := func(context.Context) (controlplane.Reading, error) {
+		calls++
+		if calls == 1 {
+			return good, nil
+		}
+		return controlplane.Reading{}, errors.New("prometheus http://prom:9090 unreachable: connection refused")
+	}
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Live(ctx, read, nil, out, 20*time.Millisecond, View{}) }()
+	waitFor(t, out, "ERROR prometheus http://prom:9090 unreachable: connection refused\r\nbulkhead top  window 10.1s")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -22,6 +24,9 @@ func newTopCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 		noDiscovery       bool
 		output, sortBy    string
 		rows              int
+		prometheus        string
+		promSelector      string
+		window            time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "top",
@@ -31,7 +36,8 @@ EndpointSlice) every --interval and shows per API Priority and Fairness flow: se
 requests per second, seats executing, queued requests, rejections and queue wait p99, with the SLO state
 per verb and scope and the seats in use against capacity. Keys: s next sort, r summed/per replica, q quit.
 With --once it takes two scrapes --interval apart, prints them (-o table|json) and exits non-zero when a
-replica could not be read.`,
+replica could not be read. With --prometheus it reads the same series from a Prometheus instead, each
+reading covering the --window that ends now.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sortKey, err := top.ParseSortKey(sortBy)
@@ -44,16 +50,8 @@ replica could not be read.`,
 			if output == "json" && !once {
 				return fmt.Errorf("-o json needs --once")
 			}
-			if interval <= 0 {
-				return fmt.Errorf("--interval must be positive, got %s", interval)
-			}
-			cfg, err := kube.ToRESTConfig()
-			if err != nil {
-				return fmt.Errorf("kubeconfig: %w", err)
-			}
-			scraper, err := controlplane.NewScraper(cfg, controlplane.Options{Timeout: timeout, NoDiscovery: noDiscovery})
-			if err != nil {
-				return err
+			if interval <= 0 || window <= 0 {
+				return fmt.Errorf("--interval and --window must be positive, got %s and %s", interval, window)
 			}
 			ctx := cmd.Context()
 			if ctx == nil {
@@ -61,11 +59,29 @@ replica could not be read.`,
 			}
 			ctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			scraper.WaitForDiscovery(ctx, timeout) // until it syncs, the kubeconfig's server is scraped
+			var read top.ReadFunc
+			if prometheus != "" {
+				src, err := controlplane.NewPrometheusSource(prometheus, promSelector, &http.Client{Timeout: timeout})
+				if err != nil {
+					return err
+				}
+				read = top.Windowed(src, window)
+			} else {
+				cfg, err := kube.ToRESTConfig()
+				if err != nil {
+					return fmt.Errorf("kubeconfig: %w", err)
+				}
+				scraper, err := controlplane.NewScraper(cfg, controlplane.Options{Timeout: timeout, NoDiscovery: noDiscovery})
+				if err != nil {
+					return err
+				}
+				scraper.WaitForDiscovery(ctx, timeout) // until it syncs, the kubeconfig's server is scraped
+				read = top.Consecutive(scraper, interval)
+			}
 			view := top.View{Sort: sortKey, PerReplica: perReplica, MaxFlows: rows}
 
 			if !once {
-				var keys *os.File
+				var keys io.Reader
 				if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
 					state, err := term.MakeRaw(fd)
 					if err != nil {
@@ -74,10 +90,10 @@ replica could not be read.`,
 					defer term.Restore(fd, state)
 					keys = os.Stdin
 				}
-				return top.Live(ctx, scraper, keys, cmd.OutOrStdout(), interval, view)
+				return top.Live(ctx, read, keys, cmd.OutOrStdout(), interval, view)
 			}
 
-			reading, err := top.Once(ctx, scraper, interval)
+			reading, err := read(ctx)
 			if err != nil {
 				return err
 			}
@@ -110,5 +126,8 @@ replica could not be read.`,
 	f.BoolVar(&perReplica, "per-replica", false, "show each replica's flows instead of their sum")
 	f.BoolVar(&noDiscovery, "no-discovery", false, "scrape only the kubeconfig's server, not the replicas in default/kubernetes")
 	f.IntVar(&rows, "rows", 0, "show at most this many flows (0: all)")
+	f.StringVar(&prometheus, "prometheus", "", "read the apiservers' series from this Prometheus (http://host:9090) instead of scraping them")
+	f.StringVar(&promSelector, "prometheus-selector", `job="apiserver"`, "with --prometheus: label matchers selecting the kube-apiserver series")
+	f.DurationVar(&window, "window", time.Minute, "with --prometheus: the span each reading covers (at least two Prometheus scrape intervals)")
 	return cmd
 }
