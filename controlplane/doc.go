@@ -5,8 +5,9 @@
 //
 // I/O sits at the edge, decisions in pure functions:
 //
-//	Scraper.Scrape(ctx) → Snapshot        every replica's parsed /metrics (or its error)
-//	Analyze(prev, cur)  → Reading         pure: two snapshots → rates, seats, p99s, SLO state
+//	Scraper.Scrape(ctx) → Snapshot                 every replica's parsed /metrics (or its error)
+//	PrometheusSource.SnapshotAt(ctx, t) → Snapshot the same series from a Prometheus, as of t
+//	Analyze(prev, cur)  → Reading                  pure: two snapshots → rates, seats, p99s, SLOs
 //
 // A Scraper finds the replicas in the default/kubernetes EndpointSlice, kept current by one
 // watch (never a periodic LIST), falling back to the kubeconfig's server. It scrapes every replica
