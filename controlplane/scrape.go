@@ -48,7 +48,8 @@ type Scraper struct {
 	slices   listers.EndpointSliceLister
 	synced   cache.InformerSynced
 	start    sync.Once
-	clientGo kubernetes.Interface
+	// discoveryClient watches the EndpointSlices; nil with Options.NoDiscovery.
+	discoveryClient kubernetes.Interface
 }
 
 // kubernetesServiceSelector picks the EndpointSlices of the default/kubernetes Service.
@@ -78,10 +79,14 @@ func NewScraper(cfg *rest.Config, opts Options) (*Scraper, error) {
 	}
 	s := &Scraper{client: client, scheme: server.Scheme, basePath: strings.TrimSuffix(server.Path, "/"), fallback: server.Host, opts: opts}
 	if server.Port() == "" {
-		s.fallback = net.JoinHostPort(server.Hostname(), map[string]string{"http": "80"}[server.Scheme]+map[bool]string{true: "443"}[server.Scheme != "http"])
+		port := "443"
+		if server.Scheme == "http" {
+			port = "80"
+		}
+		s.fallback = net.JoinHostPort(server.Hostname(), port)
 	}
 	if !opts.NoDiscovery {
-		s.clientGo, err = kubernetes.NewForConfig(cfg)
+		s.discoveryClient, err = kubernetes.NewForConfig(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("client for replica discovery: %w", err)
 		}
@@ -92,11 +97,11 @@ func NewScraper(cfg *rest.Config, opts Options) (*Scraper, error) {
 // Start begins watching the default/kubernetes EndpointSlice until ctx ends. Scrape calls it
 // when the caller did not.
 func (s *Scraper) Start(ctx context.Context) {
-	if s.clientGo == nil {
+	if s.discoveryClient == nil {
 		return
 	}
 	s.start.Do(func() {
-		factory := informers.NewSharedInformerFactoryWithOptions(s.clientGo, 0,
+		factory := informers.NewSharedInformerFactoryWithOptions(s.discoveryClient, 0,
 			informers.WithNamespace(metav1.NamespaceDefault),
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = kubernetesServiceSelector }))
 		informer := factory.Discovery().V1().EndpointSlices()

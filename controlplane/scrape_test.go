@@ -128,3 +128,24 @@ func TestReplicasOfListsReadyAddressesOnTheHTTPSPort(t *testing.T) {
 		t.Errorf("ReplicasOf = %s, want %s", got, want)
 	}
 }
+
+func TestWithoutDiscoveryTheKubeconfigServerIsTheReplica(t *testing.T) {
+	cases := map[string]string{
+		"https://api.example.com":      "api.example.com:443",
+		"https://api.example.com:6443": "api.example.com:6443",
+		"https://[fd00::1]:6443/":      "[fd00::1]:6443",
+		"http://127.0.0.1":             "127.0.0.1:80",
+	}
+	for host, want := range cases {
+		s, err := NewScraper(&rest.Config{Host: host}, Options{NoDiscovery: true})
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		if got := s.Replicas(); len(got) != 1 || got[0] != want {
+			t.Errorf("%s: replicas %v, want [%s]", host, got, want)
+		}
+	}
+	if _, err := NewScraper(&rest.Config{Host: "not a url"}, Options{}); err == nil || !strings.Contains(err.Error(), `kubeconfig server "not a url"`) {
+		t.Errorf("bad server: error %v", err)
+	}
+}
