@@ -25,5 +25,6 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newTopCommand(kube))
 	root.AddCommand(newDNSCommand(kube))
+	root.AddCommand(newInstallCommand(kube), newUninstallCommand(kube), newBreakGlassCommand(kube), newShedCommand(kube), newUnshedCommand(kube))
 	return root
 }

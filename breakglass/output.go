@@ -1,0 +1,72 @@
+package breakglass
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/yaml"
+)
+
+// WriteYAML prints objects as one YAML stream, the way `install --dry-run` shows them: what
+// would be sent, without the empty status the API types carry.
+func WriteYAML(w io.Writer, objects []runtime.Object) error {
+	for i, o := range objects {
+		raw, err := json.Marshal(o)
+		if err != nil {
+			return fmt.Errorf("encode %T: %w", o, err)
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(raw, &fields); err != nil {
+			return fmt.Errorf("encode %T: %w", o, err)
+		}
+		if status, ok := fields["status"].(map[string]any); ok && len(status) == 0 {
+			delete(fields, "status")
+		}
+		out, err := yaml.Marshal(fields)
+		if err != nil {
+			return fmt.Errorf("encode %T: %w", o, err)
+		}
+		if i > 0 {
+			if _, err := io.WriteString(w, "---\n"); err != nil {
+				return err
+			}
+		}
+		if _, err := w.Write(out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteShedTable prints sheds as a table; expiry is shown relative to now.
+func WriteShedTable(w io.Writer, sheds []Shed, now time.Time) error {
+	if len(sheds) == 0 {
+		_, err := fmt.Fprintln(w, "No sheds.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tIDENTITY\tMODE\tEXPIRES IN\tBY\tREASON")
+	for _, s := range sheds {
+		expires := "?"
+		if s.Invalid == "" {
+			expires = s.Expires.Sub(now).Round(time.Second).String()
+		}
+		reason := s.Reason
+		if s.Invalid != "" {
+			reason = "INVALID: " + s.Invalid
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Identity, s.Mode, expires, dash(s.By), dash(reason))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
