@@ -316,4 +316,3 @@ func TestBadFlagsAreRejectedNamingTheFlag(t *testing.T) {
 		t.Fatal("a rejected start created files")
 	}
 }
-

@@ -11,8 +11,10 @@
 // Names are keyed by their lower-cased wire form (length-prefixed labels), which is what a server
 // has in hand after reading a query and cannot be ambiguous the way dotted text with escapes can.
 //
-// Where the specification leaves room the index answers like CoreDNS's kubernetes plugin:
-// no wildcards, no pod records, SOA in the authority section of NXDOMAIN and NODATA, headless
-// Services without ready endpoints are NXDOMAIN, endpoints without a hostname are named by their
-// dashed IP, and an SRV query for the service name lists every named port.
+// Where the specification leaves room the index answers like CoreDNS's kubernetes plugin (checked
+// name by name against CoreDNS v1.15.0 in dns/e2e): no wildcards, no pod records, SOA in the
+// authority section of NXDOMAIN and NODATA, headless Services without ready endpoints are
+// NXDOMAIN, endpoints without a hostname are named by their dashed IP, an SRV query for the
+// service name lists every port, ANY gets NODATA, and the only names without records are
+// svc.<zone>, pod.<zone> and <namespace>.svc.<zone>.
 package index

@@ -15,6 +15,9 @@ import (
 // SchemaVersion is the Kubernetes DNS specification version answered at dns-version.<zone>.
 const SchemaVersion = "1.1.0"
 
+// schemaVersionTTL is CoreDNS's TTL for the schema version record: it never changes at run time.
+const schemaVersionTTL = 28800
+
 // Options shape the records an Index serves.
 type Options struct {
 	// Zone is the cluster domain, for example "cluster.local".
@@ -100,7 +103,9 @@ func Build(opts Options, services []*corev1.Service, endpointSlices []*discovery
 		Minttl:  opts.TTL,
 	}
 	b.add(b.soa)
-	b.add(&dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SchemaVersion}})
+	version := &dns.TXT{Hdr: b.hdr("dns-version."+zone, dns.TypeTXT), Txt: []string{SchemaVersion}}
+	version.Hdr.Ttl = schemaVersionTTL
+	b.add(version)
 
 	slicesByService := map[string][]*discoveryv1.EndpointSlice{}
 	for _, s := range endpointSlices {
@@ -111,8 +116,11 @@ func Build(opts Options, services []*corev1.Service, endpointSlices []*discovery
 		key := s.Namespace + "/" + name
 		slicesByService[key] = append(slicesByService[key], s)
 	}
+	namespaces := map[string]bool{}
 	for _, svc := range services {
-		b.addService(svc, slicesByService[svc.Namespace+"/"+svc.Name])
+		if b.addService(svc, slicesByService[svc.Namespace+"/"+svc.Name]) {
+			namespaces[strings.ToLower(svc.Namespace)] = true
+		}
 	}
 
 	ix := &Index{zone: zone, nodes: make(map[string]*Node, len(b.names)*2), services: len(services)}
@@ -126,7 +134,7 @@ func Build(opts Options, services []*corev1.Service, endpointSlices []*discovery
 		return nil, fmt.Errorf("pack SOA: %w", err)
 	}
 	ix.soaRR = soaRR[:n]
-	b.addEmptyNonTerminals()
+	b.addEmptyNonTerminals(namespaces)
 	for name, sets := range b.names {
 		node, err := b.pack(name, sets)
 		if err != nil {
@@ -189,16 +197,17 @@ func (b *builder) addAddress(name string, ip netip.Addr, withPTR bool) {
 	}
 }
 
-func (b *builder) addService(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) {
+// addService adds the records of one Service; false if its names cannot be DNS names.
+func (b *builder) addService(svc *corev1.Service, endpointSlices []*discoveryv1.EndpointSlice) bool {
 	if !isLabel(svc.Name) || !isLabel(svc.Namespace) {
-		return
+		return false
 	}
 	base := svc.Name + "." + svc.Namespace + ".svc." + b.zone
 	switch {
 	case svc.Spec.Type == corev1.ServiceTypeExternalName:
 		target := dns.Fqdn(strings.ToLower(svc.Spec.ExternalName))
 		if _, ok := dns.IsDomainName(target); !ok || target == "." {
-			return
+			return true
 		}
 		b.add(&dns.CNAME{Hdr: b.hdr(base, dns.TypeCNAME), Target: target})
 	case svc.Spec.ClusterIP == corev1.ClusterIPNone:
@@ -206,6 +215,7 @@ func (b *builder) addService(svc *corev1.Service, endpointSlices []*discoveryv1.
 	default:
 		b.addClusterIP(svc, base)
 	}
+	return true
 }
 
 func (b *builder) addClusterIP(svc *corev1.Service, base string) {
@@ -361,26 +371,23 @@ func isLabel(s string) bool {
 	return true
 }
 
-// addEmptyNonTerminals makes every ancestor of an in-zone name exist (NODATA, not NXDOMAIN),
-// as DNS requires. Reverse names get none: unknown reverse names belong to the upstream.
-func (b *builder) addEmptyNonTerminals() {
-	var inZone []string
-	for name := range b.names {
-		if dns.IsSubDomain(b.zone, name) {
-			inZone = append(inZone, name)
-		}
+// addEmptyNonTerminals adds the names that exist without records, as CoreDNS has them: svc.<zone>,
+// pod.<zone> and <namespace>.svc.<zone> for every namespace with a Service. Deeper empty names
+// (such as _tcp.<service>) are NXDOMAIN in CoreDNS, and here.
+func (b *builder) addEmptyNonTerminals(namespaces map[string]bool) {
+	names := []string{"svc." + b.zone, "pod." + b.zone}
+	for ns := range namespaces {
+		names = append(names, ns+".svc."+b.zone)
 	}
-	for _, name := range inZone {
-		for parent := name; parent != b.zone; {
-			parent = parent[strings.IndexByte(parent, '.')+1:]
-			if _, ok := b.names[parent]; !ok {
-				b.names[parent] = &rrsets{byType: map[uint16][]dns.RR{}, seen: map[string]bool{}}
-			}
+	for _, name := range names {
+		if _, ok := b.names[name]; !ok {
+			b.names[name] = &rrsets{byType: map[uint16][]dns.RR{}, seen: map[string]bool{}}
 		}
 	}
 }
 
-// pack renders one node: a response per record type present, one for ANY, and the fallback.
+// pack renders one node: a response per record type present and the fallback for every other
+// type, ANY included (CoreDNS answers ANY with NODATA).
 func (b *builder) pack(name string, sets *rrsets) (*Node, error) {
 	node := &Node{}
 	types := make([]uint16, 0, len(sets.byType))
@@ -388,10 +395,8 @@ func (b *builder) pack(name string, sets *rrsets) (*Node, error) {
 		types = append(types, t)
 	}
 	slices.Sort(types)
-	var everything []dns.RR
 	for _, t := range types {
 		rrs := sets.byType[t]
-		everything = append(everything, rrs...)
 		if t == dns.TypeCNAME {
 			wire, err := b.packMsg(name, dns.TypeCNAME, rrs, nil, nil)
 			if err != nil {
@@ -407,13 +412,6 @@ func (b *builder) pack(name string, sets *rrsets) (*Node, error) {
 		node.byType = append(node.byType, typedResponse{qtype: t, wire: wire})
 	}
 	if node.other == nil {
-		if len(everything) > 0 {
-			wire, err := b.packMsg(name, dns.TypeANY, everything, nil, nil)
-			if err != nil {
-				return nil, err
-			}
-			node.byType = append(node.byType, typedResponse{qtype: dns.TypeANY, wire: wire})
-		}
 		wire, err := b.packMsg(name, dns.TypeNone, nil, []dns.RR{b.soa}, nil)
 		if err != nil {
 			return nil, err

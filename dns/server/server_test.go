@@ -272,15 +272,27 @@ func TestMissingClusterNameIsNXDOMAINWithSOA(t *testing.T) {
 
 func TestExistingNameWithoutTheTypeIsNODATA(t *testing.T) {
 	ts := startServer(t, nil)
-	for _, name := range []string{"web.default.svc.cluster.local.", "default.svc.cluster.local.", "svc.cluster.local.", "_tcp.web.default.svc.cluster.local."} {
-		m := ts.ask(t, "udp", name, dns.TypeMX)
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"web.default.svc.cluster.local.", dns.TypeMX},
+		{"web.default.svc.cluster.local.", dns.TypeANY},
+		{"default.svc.cluster.local.", dns.TypeA},
+		{"svc.cluster.local.", dns.TypeA},
+		{"pod.cluster.local.", dns.TypeA},
+	} {
+		name := q.name
+		m := ts.ask(t, "udp", name, q.qtype)
 		expectRcode(t, m, dns.RcodeSuccess)
 		if len(m.Answer) != 0 || len(m.Ns) != 1 || m.Ns[0].Header().Rrtype != dns.TypeSOA {
 			t.Fatalf("%s: want NODATA with SOA, got %v / %v", name, m.Answer, m.Ns)
 		}
 	}
-	m := ts.ask(t, "udp", "nons.svc.cluster.local.", dns.TypeA)
-	expectRcode(t, m, dns.RcodeNameError)
+	// Like CoreDNS: no empty names below a service, no pod records.
+	for _, name := range []string{"nons.svc.cluster.local.", "_tcp.web.default.svc.cluster.local.", "10-1-0-5.db.pod.cluster.local."} {
+		expectRcode(t, ts.ask(t, "udp", name, dns.TypeA), dns.RcodeNameError)
+	}
 }
 
 func TestUnknownTypeIsNODATA(t *testing.T) {
@@ -299,7 +311,7 @@ func TestZoneApexAnswersSOAAndVersion(t *testing.T) {
 		t.Fatalf("answer %v", m.Answer)
 	}
 	m = ts.ask(t, "udp", "dns-version."+zone, dns.TypeTXT)
-	expectRecords(t, m.Answer, `dns-version.cluster.local. 5 IN TXT "1.1.0"`)
+	expectRecords(t, m.Answer, `dns-version.cluster.local. 28800 IN TXT "1.1.0"`)
 }
 
 func TestNameOutsideZoneIsRefusedWithoutUpstream(t *testing.T) {

@@ -176,7 +176,7 @@ func Trim(obj any) (any, error) {
 		return out, nil
 	case *discoveryv1.EndpointSlice:
 		out := &discoveryv1.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name, ResourceVersion: o.ResourceVersion, UID: o.UID},
+			ObjectMeta:  metav1.ObjectMeta{Namespace: o.Namespace, Name: o.Name, ResourceVersion: o.ResourceVersion, UID: o.UID},
 			AddressType: o.AddressType,
 			Ports:       o.Ports,
 		}
