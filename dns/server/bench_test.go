@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -95,6 +96,15 @@ func BenchmarkIndexBuildAtScale(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(ix.Names()), "names")
+	// What one index keeps alive: the heap with it minus the heap without it.
+	var with, without runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&with)
+	runtime.KeepAlive(ix)
+	ix = nil
+	runtime.GC()
+	runtime.ReadMemStats(&without)
+	b.ReportMetric(float64(with.HeapAlloc-without.HeapAlloc)/(1<<20), "index-MiB")
 }
 
 func scaleCluster(n, endpointsPerService int) ([]*corev1.Service, []*discoveryv1.EndpointSlice) {
