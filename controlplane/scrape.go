@@ -215,6 +215,10 @@ func (s *Scraper) fetch(ctx context.Context, replica string) ([]byte, string, er
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, "", fmt.Errorf("unreachable: GET %s timed out after %s", target, s.opts.Timeout)
 		}
+		var urlErr *url.Error // it would repeat the method and URL
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
 		return nil, "", fmt.Errorf("unreachable: GET %s: %w", target, err)
 	}
 	defer resp.Body.Close()

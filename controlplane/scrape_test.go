@@ -149,3 +149,16 @@ func TestWithoutDiscoveryTheKubeconfigServerIsTheReplica(t *testing.T) {
 		t.Errorf("bad server: error %v", err)
 	}
 }
+
+func TestARefusedConnectionIsReportedOnceAndPlainly(t *testing.T) {
+	// Nothing listens on port 1 of the loopback address.
+	s, err := NewScraper(&rest.Config{Host: "https://127.0.0.1:1"}, Options{NoDiscovery: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Scrape(context.Background()).Replicas[0]
+	msg := got.Err.Error()
+	if !strings.HasPrefix(msg, "replica 127.0.0.1:1: unreachable: GET https://127.0.0.1:1/metrics: dial tcp 127.0.0.1:1:") || strings.Contains(msg, `Get "`) {
+		t.Errorf("error %q: want the replica, the URL once and the dial error", msg)
+	}
+}

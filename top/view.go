@@ -72,7 +72,11 @@ func Render(w io.Writer, r controlplane.Reading, v View) error {
 		v.Sort = BySeatSeconds
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "bulkhead top  window %.1fs ending %s  sort %s  view %s\n", r.Window.Seconds, r.Window.To.UTC().Format(time.TimeOnly), v.Sort, map[bool]string{false: "summed", true: "per replica"}[v.PerReplica])
+	ending := "no replica read"
+	if !r.Window.To.IsZero() {
+		ending = "ending " + r.Window.To.UTC().Format(time.TimeOnly)
+	}
+	fmt.Fprintf(&b, "bulkhead top  window %.1fs %s  sort %s  view %s\n", r.Window.Seconds, ending, v.Sort, map[bool]string{false: "summed", true: "per replica"}[v.PerReplica])
 	b.WriteString("REPLICAS ")
 	for i, rep := range r.Replicas {
 		if i > 0 {

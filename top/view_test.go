@@ -180,3 +180,15 @@ func TestParseSortKeyNamesTheChoices(t *testing.T) {
 		t.Error("the s key does not cycle through every sort key")
 	}
 }
+
+func TestHeaderSaysSoWhenNoReplicaCouldBeRead(t *testing.T) {
+	down := controlplane.ReplicaScrape{Replica: "10.0.0.1:6443", Err: errorString("replica 10.0.0.1:6443: unreachable: GET https://10.0.0.1:6443/metrics: connection refused")}
+	r := controlplane.Analyze(controlplane.Snapshot{}, controlplane.Snapshot{Replicas: []controlplane.ReplicaScrape{down}})
+	var b bytes.Buffer
+	if err := Render(&b, r, View{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.String(), "bulkhead top  window 0.0s no replica read") || !strings.Contains(b.String(), "10.0.0.1:6443 unreachable (replica 10.0.0.1:6443: unreachable") {
+		t.Errorf("header:\n%s", b.String())
+	}
+}
