@@ -530,3 +530,22 @@ func TestRequestsBulkheadAddsToTheAPIServer(t *testing.T) {
 	}
 	t.Logf("requests for %d scrapes of 1 replica: %.0f; so `bulkhead top` adds 60/interval GET /metrics per replica per minute (30 at 2 s) and one long-running watch", scrapes, requests)
 }
+
+func TestTopRefusesBadFlagsBeforeTouchingTheCluster(t *testing.T) {
+	cases := []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"--once", "-o", "yaml"}, `unknown output "yaml": want table or json`},
+		{[]string{"-o", "json"}, "-o json needs --once"},
+		{[]string{"--once", "--sort", "cpu"}, `unknown sort key "cpu": want one of seats, rps, rejected, wait, queued, name`},
+		{[]string{"--once", "--interval", "0s"}, "--interval and --window must be positive"},
+		{[]string{"--once", "--prometheus", "prometheus:9090"}, `prometheus URL "prometheus:9090": want http(s)://`},
+	}
+	for _, c := range cases {
+		out, err := runTop(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.wantErr) || out != "" {
+			t.Errorf("top %s: err %v, output %q; want error %q and no output", strings.Join(c.args, " "), err, out, c.wantErr)
+		}
+	}
+}
