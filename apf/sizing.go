@@ -76,3 +76,48 @@ func SharesForSeats(serverCL int, otherShares int64, seats int) (int32, error) {
 	}
 	return int32(s), nil
 }
+
+// ServerSeats recovers a server's concurrency limit (ServerCL) from the levels' shares and the
+// NominalCL the server reports for each (apiserver_flowcontrol_nominal_limit_seats). Since
+// NominalCL(i) = ceil(ServerCL × NCS(i) / Σ NCS), each level confines ServerCL to
+// ((NominalCL(i)−1)·Σ/NCS(i), NominalCL(i)·Σ/NCS(i)]. Several values can agree with every level
+// (598 to 600 with the v1.37 defaults: the data cannot tell them apart); the smallest is
+// returned, the cautious choice for a budget, at most Σ/max(NCS) seats (2.45) below the truth.
+// Adding up the nominal limits instead over-counts by every level's rounding, and by levels
+// deleted since (their gauges linger in /metrics). Levels missing from nominal are skipped.
+func ServerSeats(levels []flowcontrolv1.PriorityLevelConfiguration, nominal map[string]float64) (int, error) {
+	sum := SumShares(levels, "")
+	type level struct {
+		shares int32
+		seats  int
+	}
+	var known []level
+	lower, upper := 1, math.MaxInt
+	for i := range levels {
+		shares := SharesOf(&levels[i])
+		seats, ok := nominal[levels[i].Name]
+		if shares <= 0 || !ok || seats <= 0 {
+			continue
+		}
+		n := int(math.Round(seats))
+		known = append(known, level{shares, n})
+		lower = max(lower, int((int64(n)-1)*sum/int64(shares))+1)
+		upper = min(upper, int(int64(n)*sum/int64(shares)))
+	}
+	if len(known) == 0 {
+		return 0, fmt.Errorf("no priority level with shares reports its nominal seats")
+	}
+	for c := lower; c <= upper; c++ {
+		consistent := true
+		for _, l := range known {
+			if NominalSeats(c, l.shares, sum) != l.seats {
+				consistent = false
+				break
+			}
+		}
+		if consistent {
+			return c, nil
+		}
+	}
+	return 0, fmt.Errorf("the reported nominal seats fit no server capacity for these shares (between %d and %d); are the levels and the metrics from the same server?", lower, upper)
+}

@@ -136,3 +136,30 @@ func TestSharesForSeatsRejectsImpossibleSizes(t *testing.T) {
 		})
 	}
 }
+
+func TestServerSeatsRecoversTheServersCapacity(t *testing.T) {
+	levels := defaultLevels()
+	for _, serverCL := range []int{50, 400, 600, 601, 3000} {
+		nominal := map[string]float64{}
+		for i := range levels {
+			nominal[levels[i].Name] = float64(NominalSeats(serverCL, SharesOf(&levels[i]), 245))
+		}
+		nominal["deleted-yesterday"] = 80 // a lingering gauge of a level that is gone
+		got, err := ServerSeats(levels, nominal)
+		if err != nil {
+			t.Fatalf("ServerSeats: %v", err)
+		}
+		// With the defaults, Σ/max(NCS) = 2.45: a few neighbours of the truth fit the data too.
+		if got > serverCL || got < serverCL-2 {
+			t.Fatalf("ServerSeats = %d, want %d or at most 2 below (nominal %v)", got, serverCL, nominal)
+		}
+		for i := range levels {
+			if NominalSeats(got, SharesOf(&levels[i]), 245) != int(nominal[levels[i].Name]) {
+				t.Fatalf("%d seats do not reproduce level %s's nominal seats", got, levels[i].Name)
+			}
+		}
+	}
+	if _, err := ServerSeats(levels, map[string]float64{"exempt": 0}); err == nil {
+		t.Fatalf("no usable level: want an error")
+	}
+}

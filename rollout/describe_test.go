@@ -61,3 +61,16 @@ func TestOptionsAreCheckedBeforeAnythingElse(t *testing.T) {
 		t.Errorf("good options: %v", err)
 	}
 }
+
+func TestParseBudget(t *testing.T) {
+	for in, want := range map[string]float64{"10%": 10, "10": 10, " 2.5% ": 2.5, "100%": 100} {
+		if got, err := ParseBudget(in); err != nil || got != want {
+			t.Errorf("ParseBudget(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for in, wantErr := range map[string]string{"0%": "must be within (0, 100%]", "101%": "must be within", "-5": "must be within", "ten": "want a percentage", "": "want a percentage", "NaN%": "want a percentage"} {
+		if _, err := ParseBudget(in); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("ParseBudget(%q) error = %v, want %q", in, err, wantErr)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
@@ -109,7 +111,7 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 		return state.State{}, err
 	}
 	perReplica, replicas := o.ServerSeats, 1
-	if measured, n, err := serverSeats(before); err == nil {
+	if measured, n, err := serverSeats(ctx, d.Client, before); err == nil {
 		replicas = n
 		if perReplica == 0 {
 			perReplica = measured
@@ -229,19 +231,33 @@ func readBefore(ctx context.Context, s soak.Scraper) (controlplane.Reading, erro
 	return r, nil
 }
 
-// serverSeats is one API server's seat capacity, the smallest over replicas of the sum of
-// its levels' nominal limits (each rounded up, so the sum exceeds ServerCL by a few seats).
-func serverSeats(r controlplane.Reading) (int, int, error) {
+// serverSeats is one API server's seat capacity (the smallest over replicas), recovered from
+// the priority levels' shares and the nominal seats each replica reports (apf.ServerSeats).
+func serverSeats(ctx context.Context, client kubernetes.Interface, r controlplane.Reading) (int, int, error) {
+	levels, err := client.FlowcontrolV1().PriorityLevelConfigurations().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, 0, fmt.Errorf("read priority levels: %w", err)
+	}
 	seats, replicas := math.MaxInt, 0
+	var errs []error
 	for _, rep := range r.Replicas {
-		if rep.Load == nil || rep.Load.Seats.Nominal <= 0 {
+		if rep.Load == nil {
 			continue
 		}
-		seats = min(seats, int(rep.Load.Seats.Nominal))
+		nominal := map[string]float64{}
+		for _, l := range rep.Load.PriorityLevels {
+			nominal[l.PriorityLevel] = l.NominalLimitSeats
+		}
+		n, err := apf.ServerSeats(levels.Items, nominal)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("API server %s: %w", rep.Replica, err))
+			continue
+		}
+		seats = min(seats, n)
 		replicas++
 	}
 	if replicas == 0 {
-		return 0, 0, fmt.Errorf("no API server reported its APF seat limits; pass the server's seats explicitly")
+		return 0, 0, fmt.Errorf("no API server's seat capacity could be read (%w); pass --server-seats", errors.Join(errs...))
 	}
 	return seats, replicas, nil
 }
@@ -263,4 +279,16 @@ func logf(d Deps, format string, args ...any) {
 	if d.Log != nil {
 		d.Log(fmt.Sprintf(format, args...))
 	}
+}
+
+// ParseBudget reads --budget: "10%" or "10" (percent of the API servers' seats), in (0, 100].
+func ParseBudget(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "%")), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0, fmt.Errorf("--budget %q: want a percentage such as 10%%", s)
+	}
+	if v <= 0 || v > 100 {
+		return 0, fmt.Errorf("--budget %q must be within (0, 100%%]", s)
+	}
+	return v, nil
 }

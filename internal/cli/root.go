@@ -26,5 +26,6 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.AddCommand(newTopCommand(kube))
 	root.AddCommand(newDNSCommand(kube))
 	root.AddCommand(newInstallCommand(kube), newUninstallCommand(kube), newBreakGlassCommand(kube), newShedCommand(kube), newUnshedCommand(kube))
+	root.AddCommand(newRolloutCommand(kube))
 	return root
 }

@@ -12,9 +12,10 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// ParseManifest reads exactly one apps/v1 DaemonSet from YAML or JSON. namespace, when not
-// empty, is the namespace asked for on the command line: the manifest's own must agree.
-func ParseManifest(data []byte, namespace string) (*appsv1.DaemonSet, error) {
+// ParseManifest reads exactly one apps/v1 DaemonSet from YAML or JSON. namespace fills a
+// manifest without one ("default" when empty too); when explicit (-n was given) the manifest's
+// own namespace must agree with it.
+func ParseManifest(data []byte, namespace string, explicit bool) (*appsv1.DaemonSet, error) {
 	dec := utilyaml.NewDocumentDecoder(io.NopCloser(bytes.NewReader(data)))
 	defer dec.Close()
 	var docs [][]byte
@@ -54,7 +55,7 @@ func ParseManifest(data []byte, namespace string) (*appsv1.DaemonSet, error) {
 		return nil, fmt.Errorf("manifest: the DaemonSet has no metadata.name")
 	case ds.Spec.Selector == nil:
 		return nil, fmt.Errorf("manifest: DaemonSet %s has no spec.selector", ds.Name)
-	case namespace != "" && ds.Namespace != "" && ds.Namespace != namespace:
+	case explicit && ds.Namespace != "" && ds.Namespace != namespace:
 		return nil, fmt.Errorf("manifest: DaemonSet %s is in namespace %q, but -n asks for %q", ds.Name, ds.Namespace, namespace)
 	}
 	if ds.Namespace == "" {

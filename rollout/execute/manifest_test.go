@@ -26,7 +26,7 @@ spec:
 `
 
 func TestParseManifest(t *testing.T) {
-	ds, err := ParseManifest([]byte(goodManifest), "")
+	ds, err := ParseManifest([]byte(goodManifest), "team", false)
 	if err != nil {
 		t.Fatalf("ParseManifest: %v", err)
 	}
@@ -34,7 +34,7 @@ func TestParseManifest(t *testing.T) {
 		t.Fatalf("parsed %s/%s sa %q", ds.Namespace, ds.Name, ds.Spec.Template.Spec.ServiceAccountName)
 	}
 	noNS := strings.Replace(goodManifest, "  namespace: obs\n", "", 1)
-	if ds, err := ParseManifest([]byte(noNS), "team"); err != nil || ds.Namespace != "team" {
+	if ds, err := ParseManifest([]byte(noNS), "team", false); err != nil || ds.Namespace != "team" {
 		t.Fatalf("-n fills a missing namespace: %v %v", ds, err)
 	}
 }
@@ -54,7 +54,7 @@ func TestParseManifestRejectsWhatIsNotOneDaemonSet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := ParseManifest([]byte(tt.manifest), tt.namespace); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			if _, err := ParseManifest([]byte(tt.manifest), tt.namespace, tt.namespace != ""); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
 			}
 		})

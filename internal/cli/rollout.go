@@ -1,0 +1,206 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/bulkhead-dev/bulkhead/controlplane"
+	"github.com/bulkhead-dev/bulkhead/rollout"
+	"github.com/bulkhead-dev/bulkhead/rollout/execute"
+	"github.com/bulkhead-dev/bulkhead/rollout/plan"
+	"github.com/bulkhead-dev/bulkhead/rollout/state"
+)
+
+func newRolloutCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
+	var (
+		file, budget string
+		opts         = rollout.Options{Waves: plan.DefaultWaves, Soak: time.Minute, Interval: 5 * time.Second}
+	)
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Roll a DaemonSet out in node waves inside an APF lane, rolling back when the fleet would not fit",
+		Long: `rollout puts a DaemonSet's service account in an API Priority and Fairness lane of its own, rolls
+the DaemonSet out in node waves, measures each wave's cost to the API servers, predicts the cost at
+100% of the fleet, and rolls back by itself when it would exceed --budget, an SLO breaks, other flows
+suffer, or agents do not become Ready. See rollout/README.md.`,
+	}
+	apply := &cobra.Command{
+		Use:     "apply -f daemonset.yaml",
+		Short:   "Start a guarded rollout of a new or changed DaemonSet and follow it to its end",
+		Example: `  bulkhead rollout apply -f agent-ds.yaml --waves 1%,5%,25%,100% --soak 60s --budget 10%`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("-f: the DaemonSet manifest is required")
+			}
+			var err error
+			if opts.BudgetPercent, err = rollout.ParseBudget(budget); err != nil {
+				return err
+			}
+			if _, err := opts.Validate(); err != nil {
+				return err
+			}
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return fmt.Errorf("read manifest: %w", err)
+			}
+			ns, explicit, err := kube.ToRawKubeConfigLoader().Namespace()
+			if err != nil {
+				return fmt.Errorf("namespace: %w", err)
+			}
+			ds, err := execute.ParseManifest(data, ns, explicit)
+			if err != nil {
+				return err
+			}
+			deps, err := rolloutDeps(cmd, kube)
+			if err != nil {
+				return err
+			}
+			return followRollout(cmd, deps, ds.Namespace, ds.Name, func(ctx context.Context) (state.State, error) {
+				return rollout.Apply(ctx, deps, ds, opts)
+			})
+		},
+	}
+	af := apply.Flags()
+	af.StringVarP(&file, "filename", "f", "", "DaemonSet manifest (YAML or JSON)")
+	af.StringVar(&opts.Waves, "waves", plan.DefaultWaves, "cumulative wave sizes: percentages of eligible nodes or node counts, ending at 100%")
+	af.DurationVar(&opts.Soak, "soak", time.Minute, "how long to watch each wave once its agents are Ready")
+	af.StringVar(&budget, "budget", "10%", "share of the API servers' seats the DaemonSet may use at 100%")
+	af.DurationVar(&opts.Interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
+	af.IntVar(&opts.ServerSeats, "server-seats", 0, "one API server's seats (max-requests-inflight + max-mutating-requests-inflight); 0 reads them from its metrics")
+
+	resume := &cobra.Command{
+		Use:   "resume <daemonset>",
+		Short: "Continue a paused rollout, or one whose bulkhead died",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
+			if err != nil {
+				return fmt.Errorf("namespace: %w", err)
+			}
+			deps, err := rolloutDeps(cmd, kube)
+			if err != nil {
+				return err
+			}
+			return followRollout(cmd, deps, ns, args[0], func(ctx context.Context) (state.State, error) {
+				return rollout.Resume(ctx, deps, opts, ns, args[0])
+			})
+		},
+	}
+	resume.Flags().DurationVar(&opts.Interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
+
+	status := &cobra.Command{
+		Use:   "status <daemonset>",
+		Short: "Show a rollout's state, from any machine",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client, ns, err := rolloutClient(kube)
+			if err != nil {
+				return err
+			}
+			st, err := rollout.Status(cmd.Context(), client, ns, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(cmd.OutOrStdout(), rollout.Describe(ns, args[0], st, time.Now()))
+			return nil
+		},
+	}
+	transition := func(use, short string, f func(context.Context, kubernetes.Interface, string, string) (state.State, error)) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " <daemonset>",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				client, ns, err := rolloutClient(kube)
+				if err != nil {
+					return err
+				}
+				st, err := f(cmd.Context(), client, ns, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(cmd.OutOrStdout(), rollout.Describe(ns, args[0], st, time.Now()))
+				return nil
+			},
+		}
+	}
+	cmd.AddCommand(apply, resume, status,
+		transition("pause", "Stop a rollout after its current step", rollout.Pause),
+		transition("abort", "Roll a rollout back (carried out by the running, or next resumed, bulkhead)", rollout.Abort))
+	return cmd
+}
+
+func rolloutClient(kube *genericclioptions.ConfigFlags) (kubernetes.Interface, string, error) {
+	cfg, err := kube.ToRESTConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.UserAgent = "bulkhead-rollout/" + buildVersion()
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("kubernetes client: %w", err)
+	}
+	ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return nil, "", fmt.Errorf("namespace: %w", err)
+	}
+	return client, ns, nil
+}
+
+func rolloutDeps(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (rollout.Deps, error) {
+	cfg, err := kube.ToRESTConfig()
+	if err != nil {
+		return rollout.Deps{}, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.UserAgent = "bulkhead-rollout/" + buildVersion()
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return rollout.Deps{}, fmt.Errorf("kubernetes client: %w", err)
+	}
+	scraper, err := controlplane.NewScraper(cfg, controlplane.Options{})
+	if err != nil {
+		return rollout.Deps{}, err
+	}
+	out := cmd.OutOrStdout()
+	return rollout.Deps{
+		Client: client, Scraper: scraper,
+		Log: func(line string) { fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line) },
+	}, nil
+}
+
+// followRollout runs a rollout until it ends; Ctrl-C pauses it safely between steps.
+func followRollout(cmd *cobra.Command, deps rollout.Deps, ns, name string, run func(context.Context) (state.State, error)) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if s, ok := deps.Scraper.(*controlplane.Scraper); ok {
+		s.WaitForDiscovery(ctx, 5*time.Second)
+	}
+	st, err := run(ctx)
+	if ctx.Err() != nil { // interrupted (here, or by main's own signal handler)
+		pauseCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, perr := rollout.Pause(pauseCtx, deps.Client, ns, name); perr != nil {
+			return errors.Join(err, fmt.Errorf("interrupted, and could not pause: %w", perr))
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "interrupted: rollout paused; `bulkhead rollout resume %s -n %s` continues it\n", name, ns)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: %s\n", ns, name, st.Phase)
+	if st.Phase == state.RolledBack {
+		return fmt.Errorf("rollout of %s/%s rolled back: %s", ns, name, st.Reason)
+	}
+	return nil
+}

@@ -1,0 +1,280 @@
+// Package e2e drives `bulkhead rollout` as a user does, against the lab.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bulkhead-dev/bulkhead/apf"
+	"github.com/bulkhead-dev/bulkhead/controlplane"
+	"github.com/bulkhead-dev/bulkhead/internal/cli"
+	"github.com/bulkhead-dev/bulkhead/internal/labtest"
+	"github.com/bulkhead-dev/bulkhead/rollout"
+	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/execute"
+	"github.com/bulkhead-dev/bulkhead/rollout/state"
+)
+
+var lab *labtest.Lab
+
+const nodes = 12
+
+func TestMain(m *testing.M) {
+	os.Exit(labtest.Run(m, labtest.Options{Nodes: nodes, PodsPerNode: 10, Services: 4}, &lab))
+}
+
+const manifest = `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: NAME
+  namespace: NS
+spec:
+  selector:
+    matchLabels: {app: NAME}
+  template:
+    metadata:
+      labels: {app: NAME}
+      annotations:
+        lab.bulkhead.dev/behavior: |
+          - watch: pods
+            fieldSelector: spec.nodeName=$(NODE_NAME)
+    spec:
+      serviceAccountName: NAME
+      containers:
+      - name: agent
+        image: IMAGE
+`
+
+func writeManifest(t *testing.T, ns, name, image string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name+".yaml")
+	text := strings.NewReplacer("NAME", name, "NS", ns, "IMAGE", image).Replace(manifest)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatalf("write manifest: %v", err)
+	}
+	return path
+}
+
+func setup(t *testing.T, ctx context.Context, ns, sa string) {
+	t.Helper()
+	c := lab.Client
+	check := func(what string, err error) {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatalf("create %s: %v", what, err)
+		}
+	}
+	_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	check("namespace", err)
+	_, err = c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
+	check("service account", err)
+	_, err = c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns + "-view"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "view"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: ns, Name: sa}}}, metav1.CreateOptions{})
+	check("binding", err)
+}
+
+// bulkhead runs the command line in-process and returns its output.
+func bulkhead(ctx context.Context, args ...string) (string, error) {
+	var out bytes.Buffer
+	root := cli.NewRootCommand(&out, &out)
+	root.SetArgs(append([]string{"--kubeconfig", lab.Kubeconfig}, args...))
+	err := root.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+// snapshot is what bad input must leave alone: DaemonSets, bulkhead's APF objects, node labels.
+func snapshot(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	var b strings.Builder
+	dss, err := lab.Client.AppsV1().DaemonSets("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("list DaemonSets: %v", err)
+	}
+	for _, d := range dss.Items {
+		// Generation and annotations, not resourceVersion: the controller's status updates
+		// are not changes bulkhead made.
+		fmt.Fprintf(&b, "%s/%s gen %d %v ", d.Namespace, d.Name, d.Generation, d.Annotations)
+	}
+	fss, err := lab.Client.FlowcontrolV1().FlowSchemas().List(ctx, metav1.ListOptions{LabelSelector: apf.ManagedSelector("")})
+	if err != nil {
+		t.Fatalf("list flow schemas: %v", err)
+	}
+	for _, f := range fss.Items {
+		b.WriteString(f.Name + " ")
+	}
+	nodeList, err := lab.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("list nodes: %v", err)
+	}
+	for _, n := range nodeList.Items {
+		for k := range n.Labels {
+			if strings.HasPrefix(k, "rollout.bulkhead.dev/") {
+				b.WriteString(n.Name + ":" + k + " ")
+			}
+		}
+	}
+	return b.String()
+}
+
+func TestApplyThenUpdateThroughTheCommandLine(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const ns, name = "cli", "agent"
+	setup(t, ctx, ns, name)
+	out, err := bulkhead(ctx, "rollout", "apply", "-f", writeManifest(t, ns, name, "agent:v1"),
+		"--waves", "25%,100%", "--soak", "8s", "--interval", "2s")
+	t.Log(out)
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	for _, want := range []string{"(create): 12 eligible nodes, waves [3 12]; lane bulkhead-rollout-cli.agent holds 60 of 598 seats per API server (1 replicas)", "wave 1: 3 agents use", "— proceeding", "cli/agent: Complete"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("apply output lacks %q", want)
+		}
+	}
+
+	out, err = bulkhead(ctx, "rollout", "apply", "-f", writeManifest(t, ns, name, "agent:v2"),
+		"--waves", "25%,100%", "--soak", "8s", "--interval", "2s")
+	t.Log(out)
+	if err != nil {
+		t.Fatalf("apply of an update: %v", err)
+	}
+	for _, want := range []string{"(update)", "baseline: 12 agents use", "wave 1: 3 agents (new version)", "cli/agent: Complete"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("update output lacks %q", want)
+		}
+	}
+	ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if ds.Status.UpdatedNumberScheduled != nodes || ds.Spec.Template.Spec.Containers[0].Image != "agent:v2" || ds.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType {
+		t.Fatalf("after the update: %d updated, image %s, strategy %s", ds.Status.UpdatedNumberScheduled, ds.Spec.Template.Spec.Containers[0].Image, ds.Spec.UpdateStrategy.Type)
+	}
+	status, err := bulkhead(ctx, "rollout", "status", name, "-n", ns)
+	if err != nil || !strings.Contains(status, "phase:   Complete") || !strings.Contains(status, "baseline:") {
+		t.Fatalf("status: %v\n%s", err, status)
+	}
+}
+
+// A rollout whose process dies mid-soak leaves only its annotation; resume finishes it.
+func TestAKilledRolloutResumesFromItsAnnotation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const ns, name = "resume", "agent"
+	setup(t, ctx, ns, name)
+	ds, err := execute.ParseManifest([]byte(strings.NewReplacer("NAME", name, "NS", ns, "IMAGE", "agent:v1").Replace(manifest)), ns, true)
+	if err != nil {
+		t.Fatalf("ParseManifest: %v", err)
+	}
+	scraper, err := controlplane.NewScraper(lab.Config, controlplane.Options{})
+	if err != nil {
+		t.Fatalf("NewScraper: %v", err)
+	}
+	opts := rollout.Options{Waves: "25%,100%", Soak: 8 * time.Second, BudgetPercent: 10, Interval: 2 * time.Second}
+	// The first process dies in wave 1's soak: its context ends, nothing is paused or saved.
+	dying, die := context.WithCancel(ctx)
+	deps := rollout.Deps{Client: lab.Client, Scraper: scraper, Log: func(l string) { t.Log("first: " + l) }, Decisions: func(analyze.Decision) {}}
+	go func() {
+		for dying.Err() == nil {
+			if _, st, err := execute.Load(ctx, lab.Client, ns, name); err == nil && st.Phase == state.Soaking {
+				die()
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	if _, err := rollout.Apply(dying, deps, ds, opts); err == nil {
+		t.Fatalf("the first process should have died mid-soak")
+	}
+	_, st, err := execute.Load(ctx, lab.Client, ns, name)
+	if err != nil || st.Phase != state.Soaking || st.Wave != 1 || st.Done != 3 {
+		t.Fatalf("after the death: %v, phase %s wave %d done %d; want soaking wave 1 with 3 nodes", err, st.Phase, st.Wave, st.Done)
+	}
+	before := snapshot(t, ctx)
+	if _, err := bulkhead(ctx, "rollout", "apply", "-f", writeManifest(t, ns, name, "agent:v1")); err == nil || !strings.Contains(err.Error(), "already under rollout") {
+		t.Fatalf("a second apply during the rollout: %v", err)
+	}
+	if after := snapshot(t, ctx); after != before {
+		t.Fatalf("the refused apply changed the cluster:\n%s\n%s", before, after)
+	}
+
+	out, err := bulkhead(ctx, "rollout", "resume", name, "-n", ns, "--interval", "2s")
+	t.Log(out)
+	if err != nil {
+		t.Fatalf("resume: %v", err)
+	}
+	if !strings.Contains(out, "wave 1: 3 agents use") || !strings.Contains(out, "resume/agent: Complete") {
+		t.Fatalf("resume output:\n%s", out)
+	}
+	live, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil || live.Status.UpdatedNumberScheduled != nodes {
+		t.Fatalf("after resume: %v, %d of %d pods up to date", err, live.Status.UpdatedNumberScheduled, nodes)
+	}
+}
+
+func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const ns = "bad"
+	setup(t, ctx, ns, "agent")
+	good := writeManifest(t, ns, "agent", "agent:v1")
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		return p
+	}
+	deployment := write("deploy.yaml", strings.Replace(string(must(os.ReadFile(good))), "kind: DaemonSet", "kind: Deployment", 1))
+	malformed := write("bad.yaml", "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: [\n")
+	defaultSA := write("default-sa.yaml", strings.Replace(string(must(os.ReadFile(good))), "      serviceAccountName: agent\n", "", 1))
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"not a DaemonSet", []string{"rollout", "apply", "-f", deployment}, "not an apps/v1 DaemonSet"},
+		{"malformed YAML", []string{"rollout", "apply", "-f", malformed}, "manifest"},
+		{"waves not increasing", []string{"rollout", "apply", "-f", good, "--waves", "5%,1%,100%"}, `item 2 ("1%"): waves must strictly increase`},
+		{"waves not ending at 100%", []string{"rollout", "apply", "-f", good, "--waves", "1%,50%"}, "must end with 100%"},
+		{"budget zero", []string{"rollout", "apply", "-f", good, "--budget", "0%"}, "must be within (0, 100%]"},
+		{"budget over 100%", []string{"rollout", "apply", "-f", good, "--budget", "150%"}, "must be within (0, 100%]"},
+		{"no manifest", []string{"rollout", "apply"}, "-f: the DaemonSet manifest is required"},
+		{"the default service account", []string{"rollout", "apply", "-f", defaultSA}, "default service account"},
+		{"status of an unknown DaemonSet", []string{"rollout", "status", "nope", "-n", ns}, `daemonsets.apps "nope" not found`},
+		{"resume of an unknown DaemonSet", []string{"rollout", "pause", "nope", "-n", ns}, `not found`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := snapshot(t, ctx)
+			_, err := bulkhead(ctx, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want one containing %q", err, tt.wantErr)
+			}
+			if after := snapshot(t, ctx); after != before {
+				t.Fatalf("refused input changed the cluster:\n%s\n%s", before, after)
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
