@@ -44,9 +44,10 @@
 // `type` values summed) and apiserver_flowcontrol_work_estimated_seats (the seats APF reserved
 // for each request, the maximum of its initial and final seats, observed once per request when
 // the estimate is made). Their sums give total execution time and the mean seats per request; the
-// product is exact when the flow's requests all cost the same seats (a GET is 1, a cluster-wide
-// LIST of thousands of pods 10 or more) and underestimates a flow that mixes cheap short requests
-// with expensive long ones. When no request was estimated in the window but one finished
+// product is exact when the flow's requests all cost the same seats (a GET is 1; a LIST's estimate
+// grows with the objects it may return, capped at 10 here: in the lab one flow's LISTs of ~100
+// pods were estimated at 1 seat at some times and 10 at others) and underestimates a flow that
+// mixes cheap short requests with expensive long ones. When no request was estimated in the window but one finished
 // executing (a long LIST started before it), the flow's lifetime mean seats are used. Exempt
 // requests are estimated too (v1.37 reports work_estimated_seats for them) but are never held
 // back, so their seat-seconds are load on the server without a limit to compare with.
