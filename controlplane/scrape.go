@@ -50,6 +50,9 @@ type Scraper struct {
 	start    sync.Once
 	// discoveryClient watches the EndpointSlices; nil with Options.NoDiscovery.
 	discoveryClient kubernetes.Interface
+
+	mu           sync.Mutex
+	discoveryErr error
 }
 
 // kubernetesServiceSelector picks the EndpointSlices of the default/kubernetes Service.
@@ -106,6 +109,13 @@ func (s *Scraper) Start(ctx context.Context) {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = kubernetesServiceSelector }))
 		informer := factory.Discovery().V1().EndpointSlices()
 		s.slices, s.synced = informer.Lister(), informer.Informer().HasSynced
+		// Keep watch failures (no RBAC, apiserver down) for DiscoveryError instead of letting
+		// client-go log them over the terminal view; the fallback replica keeps top going.
+		_ = informer.Informer().SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.discoveryErr = err
+		})
 		factory.Start(ctx.Done())
 	})
 }
@@ -121,6 +131,16 @@ func (s *Scraper) WaitForDiscovery(ctx context.Context, timeout time.Duration) b
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	return cache.WaitForCacheSync(waitCtx.Done(), s.synced)
+}
+
+// DiscoveryError is the last error of the EndpointSlice watch, or nil.
+func (s *Scraper) DiscoveryError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.discoveryErr == nil {
+		return nil
+	}
+	return fmt.Errorf("watching the default/kubernetes EndpointSlices: %w", s.discoveryErr)
 }
 
 // Replicas lists the replicas the next Scrape will read, as host:port.

@@ -299,6 +299,21 @@ func TestForbiddenMetricsNameTheReplicaAndTheRBACThatIsMissing(t *testing.T) {
 		}
 	}
 
+	// Without list/watch on EndpointSlices discovery gives up and says why; the kubeconfig's
+	// server is still scraped.
+	noRBACCtx, stopNoRBAC := context.WithCancel(ctx)
+	blind, err := controlplane.NewScraper(observer, controlplane.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blind.WaitForDiscovery(noRBACCtx, 3*time.Second) || blind.DiscoveryError() == nil || !strings.Contains(blind.DiscoveryError().Error(), "forbidden") {
+		t.Errorf("discovery without RBAC: error %v, want a forbidden watch", blind.DiscoveryError())
+	}
+	if got := blind.Replicas(); len(got) != 1 || got[0] != strings.TrimPrefix(lab.Config.Host, "https://") {
+		t.Errorf("without discovery the replicas are %v, want the kubeconfig's server", got)
+	}
+	stopNoRBAC()
+
 	applyObserveRBAC(t)
 	scraper, err = controlplane.NewScraper(observer, controlplane.Options{Timeout: 5 * time.Second})
 	if err != nil {

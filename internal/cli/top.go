@@ -75,7 +75,9 @@ reading covering the --window that ends now.`,
 				if err != nil {
 					return err
 				}
-				scraper.WaitForDiscovery(ctx, timeout) // until it syncs, the kubeconfig's server is scraped
+				if !scraper.WaitForDiscovery(ctx, timeout) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "bulkhead: replicas not discovered within %s (%v): scraping %s only\n", timeout, scraper.DiscoveryError(), cfg.Host)
+				}
 				read = top.Consecutive(scraper, interval)
 			}
 			view := top.View{Sort: sortKey, PerReplica: perReplica, MaxFlows: rows}
