@@ -143,7 +143,8 @@ func (s *Scraper) DiscoveryError() error {
 	return fmt.Errorf("watching the default/kubernetes EndpointSlices: %w", s.discoveryErr)
 }
 
-// Replicas lists the replicas the next Scrape will read, as host:port.
+// Replicas lists the replicas the next Scrape will read, as host:port. Before Start (or Scrape,
+// or WaitForDiscovery) it is the kubeconfig's server.
 func (s *Scraper) Replicas() []string {
 	if s.slices == nil || !s.synced() {
 		return []string{s.fallback}
