@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 LAB_DIR ?= $(CURDIR)/.lab
 
-.PHONY: all build lab test test-product test-lab bench demo fuzz vet clean
+.PHONY: all build lab test test-product test-lab bench demo lab-up coredns fuzz vet clean
 
 all: build lab
 
@@ -50,8 +50,19 @@ fuzz:
 		done; \
 	done
 
-## demo: start the lab with defaults and print how to reach it
-demo: build lab
+## coredns: CoreDNS v1.15.0, for the DNS differential tests and the demo (about 5 minutes cold)
+COREDNS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bulkhead/bin/coredns
+coredns: $(COREDNS)
+$(COREDNS):
+	GOBIN=$(dir $(COREDNS)) $(GO) install github.com/coredns/coredns@v1.15.0
+
+## demo: replay the December 2024 incident unguarded and guarded; prints a table, writes an HTML report
+demo: build lab coredns
+	$(GO) build -o $(BIN)/bulkhead-demo ./cmd/bulkhead-demo
+	$(BIN)/bulkhead-demo --dir $(LAB_DIR)/demo --bulkhead $(BIN)/bulkhead --coredns $(COREDNS)
+
+## lab-up: start the lab with defaults and print how to reach it
+lab-up: lab
 	$(BIN)/bulkhead-lab up --dir $(LAB_DIR)
 
 clean:

@@ -131,6 +131,9 @@ func startIn(bin, dir string, opts Options) (*Lab, error) {
 		timeout = 4 * time.Minute
 	}
 
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab dir: %w", err)
+	}
 	logPath := filepath.Join(dir, "lab.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {

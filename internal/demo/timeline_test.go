@@ -1,0 +1,104 @@
+package demo
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestSummarizeCountsTimeOutsideTheSLO(t *testing.T) {
+	nan := Number(math.NaN())
+	samples := []Sample{
+		{At: 2, ProbeP99: 0.05, AgentNodes: 50},
+		{At: 4, ProbeP99: 1.4, Rejected: 3, AgentNodes: 200},    // p99 over 1 s
+		{At: 6, ProbeP99: 0.2, ProbeFailed: 1, AgentNodes: 200}, // a failure
+		{At: 8, ProbeP99: nan, ProbeStuck: 4, AgentNodes: 200},  // nothing answered
+		{At: 10, ProbeP99: 0.04, Rejected: 1, AgentNodes: 180},
+	}
+	got := Summarize(samples, 5, 2)
+	if got.SecondsOverSLO != 6 {
+		t.Errorf("SecondsOverSLO = %v, want 6 (three broken samples of 2 s)", got.SecondsOverSLO)
+	}
+	if got.UnusableAfter != 4 {
+		t.Errorf("UnusableAfter = %v, want 4", got.UnusableAfter)
+	}
+	if got.ProbeP99Max != 1.4 {
+		t.Errorf("ProbeP99Max = %v, want 1.4 (a missing p99 is not a number)", got.ProbeP99Max)
+	}
+	if got.Rejected != 8 {
+		t.Errorf("Rejected = %v, want 8 (3/s and 1/s over 2 s)", got.Rejected)
+	}
+	if got.MaxAgentNodes != 200 || got.FinalAgentNodes != 180 {
+		t.Errorf("agent nodes max/final = %d/%d, want 200/180", got.MaxAgentNodes, got.FinalAgentNodes)
+	}
+}
+
+func TestSummarizeNeverBrokenIsMinusOne(t *testing.T) {
+	got := Summarize([]Sample{{At: 2, ProbeP99: 0.01}, {At: 4, ProbeP99: 0.99}}, 3, 2)
+	if got.UnusableAfter != -1 || got.SecondsOverSLO != 0 {
+		t.Fatalf("UnusableAfter %v, SecondsOverSLO %v; want -1 and 0", got.UnusableAfter, got.SecondsOverSLO)
+	}
+}
+
+func TestSummarizeSplitsDNSSuccessAtTheRestart(t *testing.T) {
+	samples := []Sample{
+		{At: 2, DNS: map[string]DNSCount{CoreDNS: {OK: 10}, BulkheadDNS: {OK: 10}}},
+		{At: 4, DNS: map[string]DNSCount{CoreDNS: {OK: 0, Failed: 10}, BulkheadDNS: {OK: 10}}},
+		{At: 6, DNS: map[string]DNSCount{CoreDNS: {OK: 5, Failed: 5}, BulkheadDNS: {OK: 10}}},
+	}
+	got := Summarize(samples, 4, 2)
+	for _, c := range []struct {
+		name      string
+		got, want Number
+	}{
+		{"CoreDNS overall", got.DNSSuccess[CoreDNS], 0.5},
+		{"CoreDNS after restart", got.DNSSuccessAfterRestart[CoreDNS], 0.25},
+		{"bulkhead overall", got.DNSSuccess[BulkheadDNS], 1},
+		{"bulkhead after restart", got.DNSSuccessAfterRestart[BulkheadDNS], 1},
+	} {
+		if math.Abs(float64(c.got-c.want)) > 1e-9 {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestReportsShowBothRunsAndEncodeMissingValuesAsNull(t *testing.T) {
+	runs := []Run{
+		{Mode: Unguarded, Nodes: 200, DNSRestartAt: 5, Samples: []Sample{
+			{At: 2, ProbeP99: 2.5, ServerGetP99: Number(math.NaN()), Seats: map[string]float64{"service-accounts": 20}, DNS: map[string]DNSCount{CoreDNS: {Failed: 4}, BulkheadDNS: {OK: 4}}, AgentNodes: 200},
+		}, Events: []Event{{At: 0, Text: "telemetry DaemonSet applied to every node, the ordinary way"}}},
+		{Mode: Guarded, Nodes: 200, DNSRestartAt: 5, Samples: []Sample{
+			{At: 2, ProbeP99: 0.03, ServerGetP99: 0.01, Seats: map[string]float64{"bulkhead-telemetry": 1}, DNS: map[string]DNSCount{CoreDNS: {OK: 4}, BulkheadDNS: {OK: 4}}, AgentNodes: 2},
+		}},
+	}
+	for i := range runs {
+		runs[i].Summary = Summarize(runs[i].Samples, runs[i].DNSRestartAt, 2)
+	}
+	var table bytes.Buffer
+	if err := WriteTable(&table, runs); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"unguarded", "guarded", "2.50s", "30ms", "after 2s", "never", "0.0%", "100.0%", "200 of 200", "2 of 200"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	var html bytes.Buffer
+	if err := WriteHTML(&html, runs); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<svg", "service-accounts", "bulkhead-telemetry", "applied to every node", CoreDNS} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("HTML report lacks %q", want)
+		}
+	}
+	data, err := json.Marshal(runs)
+	if err != nil {
+		t.Fatalf("JSON report: %v", err)
+	}
+	if !strings.Contains(string(data), `"serverGetP99":null`) {
+		t.Errorf("a missing server p99 is not null in JSON: %s", data)
+	}
+}
