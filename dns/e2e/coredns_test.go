@@ -48,6 +48,7 @@ func coreDNSBinary(t *testing.T) string {
 // coreDNS is a running CoreDNS with the kubernetes plugin against the lab.
 type coreDNS struct {
 	addr string
+	log  string
 	cmd  *exec.Cmd
 }
 
@@ -74,7 +75,7 @@ func startCoreDNS(t *testing.T, addr string) *coreDNS {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	c := &coreDNS{addr: addr, cmd: cmd}
+	c := &coreDNS{addr: addr, log: log.Name(), cmd: cmd}
 	t.Cleanup(c.stop)
 	return c
 }
@@ -87,18 +88,26 @@ func (c *coreDNS) stop() {
 }
 
 // waitAnswering waits until server answers name with NOERROR.
-func waitAnswering(t *testing.T, addr, name string) {
-	t.Helper()
+func waitAnswering(addr, name string) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if m, err := exchange(addr, "udp", name, miekgdns.TypeA); err == nil && m.Rcode == miekgdns.RcodeSuccess {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not answering %s after 30s", addr, name)
+			return fmt.Errorf("%s not answering %s after 30s", addr, name)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// logTail is the end of CoreDNS's output, for failure messages.
+func (c *coreDNS) logTail() string {
+	b, _ := os.ReadFile(c.log)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
 }
 
 // canonical renders what must agree between two servers: rcode, AA, the answer and additional
@@ -198,7 +207,9 @@ func TestAnswersMatchCoreDNSForEveryLabName(t *testing.T) {
 	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
 	defer n.Stop()
 	waitReady(t, n)
-	waitAnswering(t, core.addr, "kubernetes.default.svc.cluster.local.")
+	if err := waitAnswering(core.addr, "kubernetes.default.svc.cluster.local."); err != nil {
+		t.Fatalf("CoreDNS: %v\n%s", err, core.logTail())
+	}
 	// Both servers must have seen the same state: retry the comparison while endpoints settle.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
