@@ -46,7 +46,10 @@ func MintToken(ctx context.Context, c kubernetes.Interface, ttl time.Duration) (
 	case apierrors.IsNotFound(err):
 		return "", time.Time{}, ErrNotInstalled
 	case apierrors.IsForbidden(err):
-		return "", time.Time{}, fmt.Errorf("you may not mint break-glass tokens (create serviceaccounts/token on %s/%s; install grants it to the operators' group): %w",
+		// RBAC answers before the object is looked up: to a non-admin, "not installed" looks
+		// the same as "not allowed".
+		return "", time.Time{}, fmt.Errorf("cannot mint break-glass tokens: break-glass is not installed (bulkhead install), "+
+			"or you are not in its operators' group (install lets that group create serviceaccounts/token on %s/%s): %w",
 			Namespace, ServiceAccountName, err)
 	case err != nil:
 		return "", time.Time{}, fmt.Errorf("mint a token for %s/%s: %w", Namespace, ServiceAccountName, err)
