@@ -2,6 +2,7 @@ package breakglass
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -271,3 +272,29 @@ bulkhead-shed-user-x        user x                    limit 2  ?           -    
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// deploy/breakglass/install.yaml is for those who apply manifests rather than run install; it
+// must be exactly what install creates with the default operators' group.
+func TestDeployManifestIsTheDryRunOutput(t *testing.T) {
+	m, err := Desired(InstallOptions{OperatorsGroup: DefaultOperatorsGroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want bytes.Buffer
+	if err := WriteYAML(&want, m.Objects()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("../deploy/breakglass/install.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body []string
+	for _, line := range strings.SplitAfter(string(data), "\n") {
+		if !strings.HasPrefix(line, "#") {
+			body = append(body, line)
+		}
+	}
+	if got := strings.Join(body, ""); got != want.String() {
+		t.Fatalf("deploy/breakglass/install.yaml differs from bulkhead install --dry-run; regenerate it:\n%s", got)
+	}
+}

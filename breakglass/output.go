@@ -12,7 +12,7 @@ import (
 )
 
 // WriteYAML prints objects as one YAML stream, the way `install --dry-run` shows them: what
-// would be sent, without the empty status the API types carry.
+// would be sent, without the empty spec and status the API types carry.
 func WriteYAML(w io.Writer, objects []runtime.Object) error {
 	for i, o := range objects {
 		raw, err := json.Marshal(o)
@@ -23,8 +23,10 @@ func WriteYAML(w io.Writer, objects []runtime.Object) error {
 		if err := json.Unmarshal(raw, &fields); err != nil {
 			return fmt.Errorf("encode %T: %w", o, err)
 		}
-		if status, ok := fields["status"].(map[string]any); ok && len(status) == 0 {
-			delete(fields, "status")
+		for _, key := range []string{"spec", "status"} {
+			if m, ok := fields[key].(map[string]any); ok && len(m) == 0 {
+				delete(fields, key)
+			}
 		}
 		out, err := yaml.Marshal(fields)
 		if err != nil {
