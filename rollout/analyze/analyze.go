@@ -109,6 +109,11 @@ func Analyze(o Observations) Decision {
 		}
 	} else if cost, err := predict.FitCost(points); err == nil {
 		p := cost.Predict(o.FleetSize)
+		if latest, grew := latestWave(o, m, cost); grew {
+			d.Notes = append(d.Notes, fmt.Sprintf("the cost per agent grew with the number of agents (fitted %s, this wave %s): predicting from this wave; a larger fleet may cost more still",
+				seats(cost.NewPerAgent), seats(latest.PerAgent.Mean)))
+			p = latest
+		}
 		d.Cost, d.Prediction = &cost, &p
 		burst := math.Max(m.BurstPeakPerAgent, o.PriorBurstPerAgent)
 		d.MaxNextWave = cost.MaxNextWave(o.Agents.Old, o.Agents.Desired, burst, budget, o.FleetSize-o.Agents.Desired)
@@ -154,6 +159,27 @@ func Analyze(o Observations) Decision {
 	}
 	d.Headline = headline(o, d, costExplains)
 	return d
+}
+
+// latestWave predicts the fleet from this wave alone, and says whether its cost per new agent is
+// significantly above the fit across waves. A fit over waves of growing size is dominated by
+// the small, precise early waves; when later waves cost more per agent — requests slow down as
+// the server gets busier — the fit under-predicts, and the latest wave is the better floor.
+func latestWave(o Observations, m predict.Measurement, c predict.Cost) (predict.Prediction, bool) {
+	if len(o.History) == 0 || o.Agents.Desired == 0 || m.Steady.Samples == 0 {
+		return predict.Prediction{}, false
+	}
+	n, old := float64(o.Agents.Desired), float64(o.Agents.Old)
+	perAgent := (m.Steady.Mean - c.OldPerAgent*old) / n
+	se := math.Sqrt(m.Steady.SE*m.Steady.SE+old*old*c.VarOld) / n
+	fitted := predict.Estimate{Mean: c.NewPerAgent, SE: math.Sqrt(c.VarNew)}
+	latest := predict.Estimate{Mean: perAgent, SE: se, Samples: m.Steady.Samples}
+	if latest.Low() <= fitted.High() {
+		return predict.Prediction{}, false
+	}
+	fleet := float64(o.FleetSize)
+	return predict.Prediction{Agents: o.FleetSize, PerAgent: latest,
+		Seats: predict.Estimate{Mean: perAgent * fleet, SE: se * fleet, Samples: m.Steady.Samples}}, true
 }
 
 func sloBreaches(slis []SLI, l Limits) []string {

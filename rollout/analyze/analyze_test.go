@@ -280,3 +280,28 @@ func TestAnalyzeSizesTheNextWaveSoItsBurstFitsTheBudget(t *testing.T) {
 		t.Fatalf("MaxNextWave = %d, want 22", d.MaxNextWave)
 	}
 }
+
+// The per-node lister measured in the 200-node lab: 0.1 seats per agent at 2 agents, 0.38 at
+// 50 (the server slows as it gets busier). The fit over all waves says 0.2; the latest
+// wave says the fleet needs 76 seats, over a 59-seat budget.
+func TestAnalyzePredictsFromTheLatestWaveWhenCostPerAgentGrows(t *testing.T) {
+	o := Observations{
+		Wave: 3, FleetSize: 200, BudgetSeats: 59, Soak: 60 * time.Second, Elapsed: 80 * time.Second,
+		Agents: Agents{Desired: 50, Ready: 50, Started: 40, ReadyAt: 10 * time.Second},
+		Lane:   lane(80*time.Second, 25, 19),
+		History: []predict.Point{
+			{New: 2, Seats: predict.Estimate{Mean: 0.2, SE: 0.01, Samples: 9}},
+			{New: 10, Seats: predict.Estimate{Mean: 2.1, SE: 0.1, Samples: 9}},
+		},
+	}
+	d := Analyze(o)
+	if d.Verdict != Halt {
+		t.Fatalf("verdict %s: %s", d.Verdict, d.Headline)
+	}
+	if !containsSome(d.Notes, "the cost per agent grew with the number of agents (fitted 0.2, this wave 0.4)") {
+		t.Fatalf("notes %q", d.Notes)
+	}
+	if !strings.Contains(d.Headline, "200 agents would need 76 seats") {
+		t.Fatalf("headline %q", d.Headline)
+	}
+}

@@ -3,6 +3,7 @@ package execute
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -70,6 +71,14 @@ func StartUpdate(ctx context.Context, client kubernetes.Interface, current *apps
 	return out, nil
 }
 
+// ErrStateChanged means another command (pause, abort, a second bulkhead) moved the rollout on
+// since this process read it.
+var ErrStateChanged = errors.New("the rollout state changed under us")
+
+func sameState(a, b state.State) bool {
+	return a.ID == b.ID && a.Phase == b.Phase && a.Paused == b.Paused && a.Updated.Equal(b.Updated)
+}
+
 // SaveState replaces the rollout state prev with next on the DaemonSet: a compare-and-swap on
 // the state itself. It fails, changing nothing, when the DaemonSet's state is no longer prev
 // (another bulkhead, or a human, moved the rollout on); status updates by the controller do not
@@ -89,9 +98,8 @@ func SaveState(ctx context.Context, client kubernetes.Interface, ds *appsv1.Daem
 		if err != nil {
 			return err
 		}
-		if !found || have.ID != prev.ID || !have.Updated.Equal(prev.Updated) || have.Phase != prev.Phase {
-			return fmt.Errorf("the rollout state changed under us (now %s, phase %s, updated %s); re-read it with status",
-				have.ID, have.Phase, have.Updated.Format(time.RFC3339))
+		if !found || !sameState(have, prev) {
+			return fmt.Errorf("%w (now %s, phase %s, updated %s)", ErrStateChanged, have.ID, have.Phase, have.Updated.Format(time.RFC3339))
 		}
 		// The resourceVersion makes the patch fail with a conflict, and retry, if anything
 		// changed since the read above.

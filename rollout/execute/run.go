@@ -2,6 +2,7 @@ package execute
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -42,6 +43,10 @@ func (r *Runner) Run(ctx context.Context, namespace, name string) (state.State, 
 			return st, nil
 		}
 		next, err := r.do(ctx, ds, st, action)
+		if errors.Is(err, ErrStateChanged) {
+			r.logf("the rollout was changed by another command; re-reading it")
+			continue
+		}
 		if err != nil {
 			return st, fmt.Errorf("rollout %s of %s/%s, %s: %w", st.ID, namespace, name, action, err)
 		}
@@ -49,7 +54,12 @@ func (r *Runner) Run(ctx context.Context, namespace, name string) (state.State, 
 			r.logf("rolled back: DaemonSet %s/%s deleted (%s)", namespace, name, st.Reason)
 			return next, nil // the DaemonSet, and its annotation, are gone
 		}
-		if _, err := SaveState(ctx, r.Client, ds, st, next); err != nil {
+		if _, err := SaveState(ctx, r.Client, ds, st, next); errors.Is(err, ErrStateChanged) {
+			// A pause or abort landed while the action ran: the action is idempotent, so
+			// dropping its transition is safe; the new state decides what happens next.
+			r.logf("the rollout was changed by another command; re-reading it")
+			continue
+		} else if err != nil {
 			return st, err
 		}
 	}
@@ -65,7 +75,7 @@ func (r *Runner) do(ctx context.Context, ds *appsv1.DaemonSet, st state.State, a
 		r.logf("wave %d: %d of %d nodes switched", st.Wave, done, st.Eligible)
 		return st.WaveRolled(done, time.Now())
 	case state.Soak:
-		d, rec, err := r.Watcher.Watch(ctx, ds, st)
+		d, rec, err := r.watch(ctx, ds, st)
 		if err != nil {
 			return st, err
 		}
@@ -89,6 +99,36 @@ func (r *Runner) do(ctx context.Context, ds *appsv1.DaemonSet, st state.State, a
 	}
 	return st, fmt.Errorf("no step for action %q", action)
 }
+
+// watch soaks, and stops early when another command changes the rollout's state (a pause or
+// an abort must not wait for the soak to end): it reads the DaemonSet every few seconds.
+func (r *Runner) watch(ctx context.Context, ds *appsv1.DaemonSet, st state.State) (analyze.Decision, state.WaveRecord, error) {
+	soakCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		ticker := time.NewTicker(stateCheckInterval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-soakCtx.Done():
+				return
+			case <-ticker.C:
+			}
+			if _, now, err := Load(soakCtx, r.Client, ds.Namespace, ds.Name); err == nil && !sameState(now, st) {
+				cancel(ErrStateChanged)
+				return
+			}
+		}
+	}()
+	d, rec, err := r.Watcher.Watch(soakCtx, ds, st)
+	if err != nil && errors.Is(context.Cause(soakCtx), ErrStateChanged) {
+		return d, rec, ErrStateChanged
+	}
+	return d, rec, err
+}
+
+// stateCheckInterval is how often a soak looks for a pause or an abort.
+const stateCheckInterval = 2 * time.Second
 
 func (r *Runner) logf(format string, args ...any) {
 	if r.Log != nil {

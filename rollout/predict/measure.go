@@ -73,9 +73,11 @@ func Measure(samples []Sample, steadyFrom time.Duration, started int) Measuremen
 
 type weighted struct{ value, weight float64 }
 
-// estimate is the time-weighted mean and its standard error. It treats intervals as
-// independent; consecutive scrapes of a periodic agent are close to that when the scrape
-// interval is not shorter than the agent's period.
+// estimate is the time-weighted mean and its standard error. The error comes from batch means:
+// consecutive intervals are grouped into about √n batches and the batches' spread gives the
+// error. Intervals of a periodic agent are not independent — a 5 s scrape of an agent that lists
+// every 10 s alternates between one list and none — and batches long enough to hold whole
+// periods average that out where single intervals would exaggerate the noise.
 func estimate(xs []weighted) Estimate {
 	var sumW, sumWX float64
 	for _, x := range xs {
@@ -87,18 +89,46 @@ func estimate(xs []weighted) Estimate {
 	}
 	mean := sumWX / sumW
 	n := len(xs)
+	batches := batch(xs, max(1, int(math.Sqrt(float64(n)))))
+	k := len(batches)
 	se := math.Inf(1)
-	if n > 1 {
+	if k > 1 {
 		var ss float64
-		for _, x := range xs {
-			ss += x.weight * (x.value - mean) * (x.value - mean)
+		for _, b := range batches {
+			ss += b.weight * (b.value - mean) * (b.value - mean)
 		}
-		variance := ss / sumW * float64(n) / float64(n-1)
+		variance := ss / sumW * float64(k) / float64(k-1)
 		// Widen by t/z so the normal 95% interval of Low/High is a Student-t interval: with a
-		// dozen samples of a noisy agent, the normal one is too narrow.
-		se = math.Sqrt(variance/float64(n)) * t975(n-1) / z95
+		// handful of batches, the normal one is too narrow.
+		se = math.Sqrt(variance/float64(k)) * t975(k-1) / z95
 	}
 	return Estimate{Mean: mean, SE: floorSE(mean, se), Samples: n}
+}
+
+// batch groups consecutive intervals into batches of size (the last batch takes the rest),
+// each with its time-weighted mean; size 1 keeps every interval. Fewer than two batches of
+// the requested size fall back to single intervals.
+func batch(xs []weighted, size int) []weighted {
+	if size <= 1 || len(xs)/size < 2 {
+		return xs
+	}
+	var out []weighted
+	for i := 0; i < len(xs); i += size {
+		end := i + size
+		if len(xs)-end < size {
+			end = len(xs) // fold a short tail into the last batch
+		}
+		var w, wx float64
+		for _, x := range xs[i:end] {
+			w += x.weight
+			wx += x.weight * x.value
+		}
+		out = append(out, weighted{value: wx / w, weight: w})
+		if end == len(xs) {
+			break
+		}
+	}
+	return out
 }
 
 func floorSE(mean, se float64) float64 {

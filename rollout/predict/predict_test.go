@@ -209,3 +209,24 @@ func TestT975MatchesStudentsTable(t *testing.T) {
 		}
 	}
 }
+
+// An agent listing every 10 s scraped every 5 s: intervals alternate between a list and none.
+// The steady mean is well known (one list per 10 s) even though single intervals swing 0↔2.
+func TestAPeriodicAgentIsNotMistakenForANoisyOne(t *testing.T) {
+	var samples []Sample
+	for i := 1; i <= 16; i++ {
+		seats := 0.0
+		if i%2 == 0 {
+			seats = 2
+		}
+		samples = append(samples, Sample{End: time.Duration(i) * 5 * time.Second, Span: 5 * time.Second, DispatchedPerSec: seats * 10, ExecutingSeats: seats})
+	}
+	m := Measure(samples, 0, 0)
+	if !near(m.Steady.Mean, 1, 1e-9) {
+		t.Fatalf("mean %v, want 1", m.Steady.Mean)
+	}
+	// Treating the 16 intervals as independent would give SE = 1/√16 × t(15)/z ≈ 0.27.
+	if m.Steady.SE > 0.1 {
+		t.Fatalf("steady %+v: batches of whole periods should pin the mean", m.Steady)
+	}
+}
