@@ -92,6 +92,19 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 	say("etcd ready at %s", etcdURL)
 
 	l.apiserver = newComponent("kube-apiserver", filepath.Join(l.dir, "kube-apiserver.log"), l.apiserverArgs(etcdURL))
+	if l.opts.APIServerMemoryLimit > 0 {
+		cg, err := newMemoryCgroup(fmt.Sprintf("bulkhead-lab-%d-apiserver", os.Getpid()), l.opts.APIServerMemoryLimit)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := cg.remove(); err != nil {
+				say("remove apiserver memory cgroup: %v", err)
+			}
+		}()
+		l.apiserver.onStart = cg.add
+		say("kube-apiserver memory limit: %d MiB", l.opts.APIServerMemoryLimit>>20)
+	}
 	defer l.apiserver.close(componentGrace)
 	if err := l.apiserver.start(); err != nil {
 		return err
@@ -350,6 +363,11 @@ func (l *lab) status(ctx context.Context) Status {
 			"kube-apiserver":          l.apiserver.pid(),
 			"kube-controller-manager": l.controllerManager.pid(),
 			"kube-scheduler":          l.scheduler.pid(),
+		},
+		ComponentRestarts: map[string]int{
+			"kube-apiserver":          l.apiserver.restartCount(),
+			"kube-controller-manager": l.controllerManager.restartCount(),
+			"kube-scheduler":          l.scheduler.restartCount(),
 		},
 		APIServerUp:    err == nil && string(body) == "ok",
 		MaxInflight:    l.opts.MaxRequestsInflight,

@@ -16,17 +16,19 @@ const SocketName = "ctl.sock"
 
 // Status describes a running lab, as served on the control socket.
 type Status struct {
-	Server         string         `json:"server"`
-	Kubeconfig     string         `json:"kubeconfig"`
-	SupervisorPID  int            `json:"supervisorPID"`
-	ComponentPIDs  map[string]int `json:"componentPIDs"` // 0 when stopped
-	APIServerUp    bool           `json:"apiserverUp"`
-	MaxInflight    int            `json:"maxRequestsInflight"`
-	MaxMutating    int            `json:"maxMutatingRequestsInflight"`
-	Nodes          int            `json:"nodes"`
-	FillerPods     int            `json:"fillerPods"`
-	Services       int            `json:"services"`
-	StartupSeconds float64        `json:"startupSeconds"`
+	Server        string         `json:"server"`
+	Kubeconfig    string         `json:"kubeconfig"`
+	SupervisorPID int            `json:"supervisorPID"`
+	ComponentPIDs map[string]int `json:"componentPIDs"` // 0 when stopped
+	// ComponentRestarts counts unexpected exits, for example kube-apiserver killed at its memory limit.
+	ComponentRestarts map[string]int `json:"componentRestarts"`
+	APIServerUp       bool           `json:"apiserverUp"`
+	MaxInflight       int            `json:"maxRequestsInflight"`
+	MaxMutating       int            `json:"maxMutatingRequestsInflight"`
+	Nodes             int            `json:"nodes"`
+	FillerPods        int            `json:"fillerPods"`
+	Services          int            `json:"services"`
+	StartupSeconds    float64        `json:"startupSeconds"`
 }
 
 // Call sends one request to the lab running in dir and returns the response body.

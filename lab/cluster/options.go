@@ -19,6 +19,9 @@ type Options struct {
 	MaxMutatingRequestsInflight int
 	// Port is the apiserver's secure port on 127.0.0.1; 0 picks a free one.
 	Port int
+	// APIServerMemoryLimit confines kube-apiserver to this many bytes, as a pod's limit would:
+	// past it the OOM killer ends it and the lab restarts it. 0 means no limit.
+	APIServerMemoryLimit int64
 }
 
 // DefaultOptions are the sizes `bulkhead-lab up` uses without flags.
@@ -62,6 +65,9 @@ func (o Options) Validate() error {
 	}
 	if o.Port < 0 || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("--port must be between 0 and 65535, got %d", o.Port))
+	}
+	if o.APIServerMemoryLimit < 0 || (o.APIServerMemoryLimit > 0 && o.APIServerMemoryLimit < 256<<20) {
+		errs = append(errs, fmt.Errorf("--apiserver-memory-limit must be 0 (none) or at least 256Mi, got %d bytes", o.APIServerMemoryLimit))
 	}
 	if o.Nodes > 32768 {
 		errs = append(errs, fmt.Errorf("--nodes must be at most 32768 (one /24 pod CIDR per node in 10.128.0.0/9), got %d", o.Nodes))

@@ -18,11 +18,15 @@ type component struct {
 	args    []string
 	logPath string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	wanted  bool
-	closing bool
+	// onStart, when set, runs right after each launch (the apiserver joins its memory cgroup).
+	onStart func(pid int) error
+
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	wanted   bool
+	closing  bool
+	restarts int
 }
 
 func newComponent(name, logPath string, args []string) *component {
@@ -58,6 +62,14 @@ func (c *component) launchLocked() error {
 		logFile.Close()
 		return fmt.Errorf("%s: start: %w", c.name, err)
 	}
+	if c.onStart != nil {
+		if err := c.onStart(cmd.Process.Pid); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			logFile.Close()
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+	}
 	exited := make(chan struct{})
 	c.cmd, c.exited = cmd, exited
 	go func() {
@@ -71,6 +83,8 @@ func (c *component) launchLocked() error {
 		}
 		c.cmd = nil
 		if c.wanted && !c.closing {
+			// Like a kubelet with a crashed static pod: restart it, and count the restarts.
+			c.restarts++
 			log.Printf("%s exited unexpectedly (%v); restarting in 2s, see %s", c.name, err, c.logPath)
 			time.AfterFunc(2*time.Second, func() {
 				c.mu.Lock()
@@ -110,6 +124,13 @@ func (c *component) close(grace time.Duration) {
 	c.closing = true
 	c.mu.Unlock()
 	c.stop(grace)
+}
+
+// restartCount is how often the child died unexpectedly and was restarted.
+func (c *component) restartCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.restarts
 }
 
 // pid is the child's process id, or 0 when it is not running.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	labbench "github.com/bulkhead-dev/bulkhead/lab/bench"
 	"github.com/bulkhead-dev/bulkhead/lab/cluster"
@@ -25,6 +26,7 @@ func newRootCommand() *cobra.Command {
 
 func newUpCommand() *cobra.Command {
 	opts := cluster.DefaultOptions()
+	var memoryLimit string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab and run it in the foreground until interrupted",
@@ -34,6 +36,13 @@ func newUpCommand() *cobra.Command {
 kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if memoryLimit != "" {
+				q, err := resource.ParseQuantity(memoryLimit)
+				if err != nil {
+					return fmt.Errorf("--apiserver-memory-limit %q: %w", memoryLimit, err)
+				}
+				opts.APIServerMemoryLimit = q.Value()
+			}
 			return cluster.Up(cmd.Context(), opts, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -45,6 +54,7 @@ kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.`,
 	f.IntVar(&opts.MaxRequestsInflight, "max-requests-inflight", opts.MaxRequestsInflight, "kube-apiserver --max-requests-inflight")
 	f.IntVar(&opts.MaxMutatingRequestsInflight, "max-mutating-requests-inflight", opts.MaxMutatingRequestsInflight, "kube-apiserver --max-mutating-requests-inflight")
 	f.IntVar(&opts.Port, "port", opts.Port, "kube-apiserver port on 127.0.0.1 (0 picks a free one)")
+	f.StringVar(&memoryLimit, "apiserver-memory-limit", "", "confine kube-apiserver's memory like a pod limit (e.g. 2Gi): past it the OOM killer ends it and the lab restarts it")
 	return cmd
 }
 
