@@ -31,6 +31,7 @@ func main() {
 	flag.StringVar(&opts.Soak, "soak", "30s", "soak per wave of the guarded rollout")
 	flag.StringVar(&opts.Budget, "budget", "10%", "seat budget of the guarded rollout")
 	flag.DurationVar(&opts.Interval, "interval", 2*time.Second, "sampling interval")
+	flag.StringVar(&opts.APIServerMemoryLimit, "apiserver-memory-limit", "", "kube-apiserver's memory limit in the lab (e.g. 3Gi), as a pod's; empty for none")
 	flag.Parse()
 	if err := check(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "bulkhead-demo:", err)

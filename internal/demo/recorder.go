@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/bulkhead-dev/bulkhead/controlplane"
+	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 )
 
 // recorder samples a run at a fixed interval until its context ends.
@@ -21,8 +23,11 @@ type recorder struct {
 	scraper  *controlplane.Scraper
 	client   kubernetes.Interface
 	agent    struct{ namespace, name string }
+	lab      *labtest.Lab
+	events   *eventLog
 
 	agentNodes int
+	restarts   int
 
 	samples chan Sample
 }
@@ -89,5 +94,12 @@ func (r *recorder) sample(ctx context.Context, reading controlplane.Reading) Sam
 	}
 	// On any other error the apiserver did not answer in time: keep the last count.
 	s.AgentNodes = r.agentNodes
+	if st, err := r.lab.Status(ctx); err == nil {
+		if n := st.ComponentRestarts["kube-apiserver"]; n > r.restarts {
+			r.restarts = n
+			r.events.add(fmt.Sprintf("kube-apiserver died (killed at its memory limit) and was restarted: %d so far", n))
+		}
+	}
+	s.APIServerRestarts = r.restarts
 	return s
 }

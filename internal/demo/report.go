@@ -34,6 +34,7 @@ func WriteTable(w io.Writer, runs []Run) error {
 		}
 		return fmt.Sprintf("after %.0fs", r.Summary.UnusableAfter)
 	})
+	row("kube-apiserver deaths (memory limit)", func(r Run) string { return fmt.Sprint(r.Summary.APIServerRestarts) })
 	row("requests rejected by APF", func(r Run) string { return fmt.Sprintf("%.0f", r.Summary.Rejected) })
 	for _, server := range []string{CoreDNS, BulkheadDNS} {
 		row(server+" answered", func(r Run) string { return ratioText(r.Summary.DNSSuccess[server]) })

@@ -43,6 +43,9 @@ type Options struct {
 	Waves, Soak, Budget string
 	// Interval is the sampling interval.
 	Interval time.Duration
+	// APIServerMemoryLimit is passed to the lab (e.g. "3Gi"): production apiservers run with a
+	// memory limit, and the seed's fell over at theirs. Empty runs the apiserver unconfined.
+	APIServerMemoryLimit string
 }
 
 const (
@@ -75,7 +78,11 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 		return run, fmt.Errorf("demo dir: %w", err)
 	}
 	say("starting a lab: %d nodes × %d pods, %d services (real etcd, kube-apiserver, controllers)", opts.Nodes, opts.PodsPerNode, opts.Services)
-	lab, err := labtest.StartIn(filepath.Join(dir, "lab"), labtest.Options{Nodes: opts.Nodes, PodsPerNode: opts.PodsPerNode, Services: opts.Services})
+	labOpts := labtest.Options{Nodes: opts.Nodes, PodsPerNode: opts.PodsPerNode, Services: opts.Services}
+	if opts.APIServerMemoryLimit != "" {
+		labOpts.ExtraArgs = []string{"--apiserver-memory-limit", opts.APIServerMemoryLimit}
+	}
+	lab, err := labtest.StartIn(filepath.Join(dir, "lab"), labOpts)
 	if err != nil {
 		return run, err
 	}
@@ -107,7 +114,8 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	scraper.Start(runCtx)
-	rec := &recorder{interval: opts.Interval, start: time.Now(), api: api, dns: probes, scraper: scraper, client: lab.Client, samples: make(chan Sample, 1)}
+	var events eventLog
+	rec := &recorder{interval: opts.Interval, start: time.Now(), api: api, dns: probes, scraper: scraper, client: lab.Client, lab: lab, events: &events, samples: make(chan Sample, 1)}
 	rec.agent.namespace, rec.agent.name = agentNamespace, agentName
 	go api.run(runCtx, 10)
 	for _, p := range probes {
@@ -118,7 +126,6 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	go func() { samples = rec.run(runCtx); close(recorded) }()
 	go liveView(runCtx, rec.samples, say)
 
-	var events eventLog
 	events.start = rec.start
 	ds := telemetryDaemonSet(opts.AgentEvery)
 	var rollout *rolloutProcess
@@ -408,8 +415,8 @@ func liveView(ctx context.Context, samples <-chan Sample, say func(string, ...an
 		case <-ctx.Done():
 			return
 		case s := <-samples:
-			say("%4.0fs  agents on %3d nodes · probe GET p99 %s%s · rejected %.0f/s · %s %s · %s %s",
-				s.At, s.AgentNodes, seconds(float64(s.ProbeP99)), sloMark(s), s.Rejected,
+			say("%4.0fs  agents on %3d nodes · probe GET p99 %s%s · rejected %.0f/s · apiserver restarts %d · %s %s · %s %s",
+				s.At, s.AgentNodes, seconds(float64(s.ProbeP99)), sloMark(s), s.Rejected, s.APIServerRestarts,
 				CoreDNS, percent(s.DNS[CoreDNS]), BulkheadDNS, percent(s.DNS[BulkheadDNS]))
 		}
 	}

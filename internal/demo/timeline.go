@@ -53,6 +53,8 @@ type Sample struct {
 	Seats        map[string]float64  `json:"seats"` // seat-seconds/s per flow schema
 	DNS          map[string]DNSCount `json:"dns"`
 	AgentNodes   int                 `json:"agentNodes"` // nodes with an agent pod scheduled
+	// APIServerRestarts counts the apiserver's deaths so far (killed at its memory limit).
+	APIServerRestarts int `json:"apiserverRestarts"`
 }
 
 // Event is a moment worth marking on the timeline.
@@ -86,6 +88,7 @@ type Summary struct {
 	DNSSuccessAfterRestart map[string]Number `json:"dnsSuccessAfterRestart"`
 	MaxAgentNodes          int               `json:"maxAgentNodes"`
 	FinalAgentNodes        int               `json:"finalAgentNodes"`
+	APIServerRestarts      int               `json:"apiserverRestarts"`
 }
 
 // Summarize computes a run's summary from its samples. interval is the sampling interval.
@@ -118,7 +121,8 @@ func Summarize(samples []Sample, restartAt, interval float64) Summary {
 		}
 	}
 	if len(samples) > 0 {
-		s.FinalAgentNodes = samples[len(samples)-1].AgentNodes
+		last := samples[len(samples)-1]
+		s.FinalAgentNodes, s.APIServerRestarts = last.AgentNodes, last.APIServerRestarts
 	}
 	for server, c := range total {
 		s.DNSSuccess[server] = ratio(c)

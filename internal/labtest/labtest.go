@@ -211,7 +211,9 @@ type Status struct {
 	Server        string         `json:"server"`
 	SupervisorPID int            `json:"supervisorPID"`
 	ComponentPIDs map[string]int `json:"componentPIDs"`
-	APIServerUp   bool           `json:"apiserverUp"`
+	// ComponentRestarts counts unexpected deaths, e.g. kube-apiserver killed at its memory limit.
+	ComponentRestarts map[string]int `json:"componentRestarts"`
+	APIServerUp       bool           `json:"apiserverUp"`
 }
 
 // Status asks the running lab for its processes and state.
