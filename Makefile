@@ -7,9 +7,10 @@ LAB_DIR ?= $(CURDIR)/.lab
 
 all: build lab
 
-## build: the product binary, bin/bulkhead
+## build: the product binary, bin/bulkhead, and bin/kubectl-bulkhead for `kubectl bulkhead`
 build:
 	$(GO) build -o $(BIN)/bulkhead ./cmd/bulkhead
+	ln -sf bulkhead $(BIN)/kubectl-bulkhead
 
 ## lab: bin/bulkhead-lab (links kube-apiserver; the first build takes about 15 minutes)
 # Stamp the Kubernetes version the lab links, so clients see a real v1.37.2 server.

@@ -7,14 +7,22 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/bulkhead-dev/bulkhead/internal/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cli.NewRootCommand(os.Stdout, os.Stderr).ExecuteContext(ctx)
+	root := cli.NewRootCommand(os.Stdout, os.Stderr)
+	// Installed as kubectl-bulkhead, kubectl runs it as `kubectl bulkhead`: say so in help.
+	if filepath.Base(os.Args[0]) == "kubectl-bulkhead" {
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl bulkhead"}
+	}
+	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bulkhead:", err)
