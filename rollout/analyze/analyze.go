@@ -109,9 +109,9 @@ func Analyze(o Observations) Decision {
 		}
 	} else if cost, err := predict.FitCost(points); err == nil {
 		p := cost.Predict(o.FleetSize)
-		if latest, grew := latestWave(o, m, cost); grew {
-			d.Notes = append(d.Notes, fmt.Sprintf("the cost per agent grew with the number of agents (fitted %s, this wave %s): predicting from this wave; a larger fleet may cost more still",
-				seats(cost.NewPerAgent), seats(latest.PerAgent.Mean)))
+		if latest, before, grew := latestWave(o, m); grew {
+			d.Notes = append(d.Notes, fmt.Sprintf("the cost per agent grew with the number of agents (earlier waves %s, this wave %s): predicting from this wave; a larger fleet may cost more still",
+				seats(before.Mean), seats(latest.PerAgent.Mean)))
 			p = latest
 		}
 		d.Cost, d.Prediction = &cost, &p
@@ -162,24 +162,30 @@ func Analyze(o Observations) Decision {
 }
 
 // latestWave predicts the fleet from this wave alone, and says whether its cost per new agent is
-// significantly above the fit across waves. A fit over waves of growing size is dominated by
-// the small, precise early waves; when later waves cost more per agent — requests slow down as
-// the server gets busier — the fit under-predicts, and the latest wave is the better floor.
-func latestWave(o Observations, m predict.Measurement, c predict.Cost) (predict.Prediction, bool) {
-	if len(o.History) == 0 || o.Agents.Desired == 0 || m.Steady.Samples == 0 {
-		return predict.Prediction{}, false
+// significantly above what the earlier waves showed. A fit over waves of growing size is
+// dominated by the small, precise early waves; when a later wave costs more per agent —
+// requests slow down as the server gets busier — the fit under-predicts, and this wave is the
+// better floor. (Comparing with a fit that includes this wave would not do: the misfit widens
+// that fit's interval until nothing looks significant.)
+func latestWave(o Observations, m predict.Measurement) (predict.Prediction, predict.Estimate, bool) {
+	if o.Agents.Desired == 0 || m.Steady.Samples == 0 {
+		return predict.Prediction{}, predict.Estimate{}, false
+	}
+	prior, err := predict.FitCost(o.History)
+	if err != nil {
+		return predict.Prediction{}, predict.Estimate{}, false
 	}
 	n, old := float64(o.Agents.Desired), float64(o.Agents.Old)
-	perAgent := (m.Steady.Mean - c.OldPerAgent*old) / n
-	se := math.Sqrt(m.Steady.SE*m.Steady.SE+old*old*c.VarOld) / n
-	fitted := predict.Estimate{Mean: c.NewPerAgent, SE: math.Sqrt(c.VarNew)}
+	perAgent := (m.Steady.Mean - prior.OldPerAgent*old) / n
+	se := math.Sqrt(m.Steady.SE*m.Steady.SE+old*old*prior.VarOld) / n
+	before := predict.Estimate{Mean: prior.NewPerAgent, SE: math.Sqrt(prior.VarNew)}
 	latest := predict.Estimate{Mean: perAgent, SE: se, Samples: m.Steady.Samples}
-	if latest.Low() <= fitted.High() {
-		return predict.Prediction{}, false
+	if latest.Low() <= before.High() {
+		return predict.Prediction{}, before, false
 	}
 	fleet := float64(o.FleetSize)
 	return predict.Prediction{Agents: o.FleetSize, PerAgent: latest,
-		Seats: predict.Estimate{Mean: perAgent * fleet, SE: se * fleet, Samples: m.Steady.Samples}}, true
+		Seats: predict.Estimate{Mean: perAgent * fleet, SE: se * fleet, Samples: m.Steady.Samples}}, before, true
 }
 
 func sloBreaches(slis []SLI, l Limits) []string {

@@ -282,7 +282,7 @@ func TestAnalyzeSizesTheNextWaveSoItsBurstFitsTheBudget(t *testing.T) {
 }
 
 // The per-node lister measured in the 200-node lab: 0.1 seats per agent at 2 agents, 0.38 at
-// 50 (the server slows as it gets busier). The fit over all waves says 0.2; the latest
+// 50 (the server slows as it gets busier). The earlier waves say 0.1; the latest
 // wave says the fleet needs 76 seats, over a 59-seat budget.
 func TestAnalyzePredictsFromTheLatestWaveWhenCostPerAgentGrows(t *testing.T) {
 	o := Observations{
@@ -298,7 +298,7 @@ func TestAnalyzePredictsFromTheLatestWaveWhenCostPerAgentGrows(t *testing.T) {
 	if d.Verdict != Halt {
 		t.Fatalf("verdict %s: %s", d.Verdict, d.Headline)
 	}
-	if !containsSome(d.Notes, "the cost per agent grew with the number of agents (fitted 0.2, this wave 0.4)") {
+	if !containsSome(d.Notes, "the cost per agent grew with the number of agents (earlier waves 0.1, this wave 0.4)") {
 		t.Fatalf("notes %q", d.Notes)
 	}
 	if !strings.Contains(d.Headline, "200 agents would need 76 seats") {
