@@ -230,6 +230,9 @@ func headline(o Observations, d Decision, costExplains bool) string {
 		}
 	}
 	switch {
+	case d.Prediction != nil && m.Steady.Samples == 0:
+		fmt.Fprintf(&b, ": no steady measurement yet; earlier waves predict %s seats (95%%: %s–%s) for %d agents against a budget of %s",
+			seats(d.Prediction.Seats.Mean), seats(d.Prediction.Seats.Low()), seats(d.Prediction.Seats.High()), o.FleetSize, seats(o.BudgetSeats))
 	case d.Prediction != nil && d.Cost.HasOld:
 		fmt.Fprintf(&b, " use %s seats each steady (the old version %s each); %d agents would need %s seats (95%%: %s–%s) against a budget of %s",
 			seats(d.Cost.NewPerAgent), seats(d.Cost.OldPerAgent), o.FleetSize, seats(d.Prediction.Seats.Mean),

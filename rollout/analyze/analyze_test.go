@@ -305,3 +305,16 @@ func TestAnalyzePredictsFromTheLatestWaveWhenCostPerAgentGrows(t *testing.T) {
 		t.Fatalf("headline %q", d.Headline)
 	}
 }
+
+func TestAHaltBeforeSteadyStateDoesNotClaimAMeasurement(t *testing.T) {
+	o := wave1(0.02)
+	o.Wave, o.Agents.Desired, o.Agents.Ready, o.Agents.Started = 2, 10, 10, 8
+	o.Elapsed, o.Lane = 20*time.Second, lane(20*time.Second, 3, 3)
+	o.History = []predict.Point{{New: 2, Seats: predict.Estimate{Mean: 0.3, SE: 0.1, Samples: 9}}}
+	o.SLIs = []SLI{{Verb: "PUT", Scope: "resource", P99: 1100 * time.Millisecond, SLO: time.Second, Requests: 399}}
+	d := Analyze(o)
+	want := "wave 2: 10 agents: no steady measurement yet; earlier waves predict 30 seats (95%: 10–50) for 200 agents against a budget of 60 — halting (SLO breached: PUT resource p99 1.1s > 1s (399 requests))"
+	if d.Verdict != Halt || d.Headline != want {
+		t.Fatalf("%s\n got %q\nwant %q", d.Verdict, d.Headline, want)
+	}
+}
