@@ -7,7 +7,9 @@
 // patching ID, flags and the question's original case. EDNS0 adds an 11-byte OPT record; an
 // answer larger than the client's UDP size is replaced by an empty one with the TC bit so the
 // client retries over TCP. Everything unusual (upstream names, malformed input) leaves the hot
-// path: the upstream path uses miekg/dns messages and runs off the read loop.
+// path: the upstream path uses miekg/dns messages and runs off the read loop. On Linux the UDP
+// readers are threads blocked in recvfrom on a blocking duplicate of the socket, which skips the
+// network poller's per-packet wake-ups (udp_linux.go).
 //
 // Rcodes: FORMERR for messages that cannot be parsed (shorter than a header: dropped; responses:
 // dropped), NOTIMP for opcodes other than QUERY, BADVERS for EDNS versions other than 0, REFUSED

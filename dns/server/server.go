@@ -247,14 +247,20 @@ func (s *Server) resolveUpstream(ctx context.Context, q *query, msg []byte, udp 
 	return out, reply.Rcode
 }
 
-// ServeUDP answers queries on conn until ctx ends or conn fails, with one reader per CPU.
+// ServeUDP answers queries on conn until ctx ends or conn fails, with one reader per CPU and at
+// least two, so that one receives while the other answers.
 func (s *Server) ServeUDP(ctx context.Context, conn *net.UDPConn) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	workers := runtime.GOMAXPROCS(0)
+	worker, release, err := s.udpWorkers(ctx, conn)
+	if err != nil {
+		return err
+	}
+	defer release()
+	workers := max(2, runtime.GOMAXPROCS(0))
 	errs := make(chan error, workers)
 	for range workers {
-		go func() { errs <- s.udpWorker(ctx, conn) }()
+		go func() { errs <- worker() }()
 	}
 	var first error
 	for range workers {

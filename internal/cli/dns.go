@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,7 @@ import (
 
 func newDNSCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	cfg := dns.Config{}
+	procs := 0
 	cmd := &cobra.Command{
 		Use:   "dns",
 		Short: "Node-local DNS for cluster names that survives API server outages and its own restarts",
@@ -26,6 +28,12 @@ are forwarded to --upstream with an RFC 8767 serve-stale cache. See dns/README.m
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cfg.Validate(); err != nil {
 				return err
+			}
+			if procs < 0 {
+				return fmt.Errorf("--gomaxprocs %d must not be negative", procs)
+			}
+			if procs > 0 {
+				runtime.GOMAXPROCS(procs)
 			}
 			restConfig, err := kube.ToRESTConfig()
 			if err != nil {
@@ -54,5 +62,6 @@ are forwarded to --upstream with an RFC 8767 serve-stale cache. See dns/README.m
 	f.DurationVar(&cfg.MaxStale, "max-stale", upstream.DefaultMaxStale, "how long past expiry upstream answers may be served stale (RFC 8767)")
 	f.StringVar(&cfg.Metrics, "metrics", dns.DefaultMetrics, "IP:port for /metrics, /healthz and /readyz; empty disables")
 	f.DurationVar(&cfg.SnapshotDelay, "snapshot-delay", dns.DefaultSnapshotDelay, "coalesce snapshot writes over this long")
+	f.IntVar(&procs, "gomaxprocs", 1, "Go scheduler threads (GOMAXPROCS); 1 spends the least CPU per query, 0 keeps Go's default")
 	return cmd
 }
