@@ -548,3 +548,31 @@ func rawExchange(t *testing.T, addr string, packet []byte) *dns.Msg {
 	}
 	return m
 }
+
+func TestServesOverIPv6(t *testing.T) {
+	services, slices := cluster()
+	ix, err := index.Build(index.Options{Zone: zone, TTL: 5}, services, slices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, nil)
+	if err := srv.SetIndex(ix); err != nil {
+		t.Fatal(err)
+	}
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Fatalf("listen on ::1: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeUDP(ctx, udp) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	ts := &testServer{Server: srv, addr: udp.LocalAddr().String()}
+	expectRecords(t, ts.ask(t, "udp", "web.default.svc.cluster.local.", dns.TypeA).Answer,
+		"web.default.svc.cluster.local. 5 IN A 10.96.0.10")
+}
