@@ -22,13 +22,15 @@
 // Pure (table-tested, no network): Desired builds the install manifest; decide and the same*/
 // merge* functions compare it with what a cluster holds; ParseIdentity, ParseShed and Guard
 // validate a shed and apply the guard rails; ShedObjects / ShedFromSchema write and read a
-// shed's who/why/when/expiry annotations; Shed.Expired decides expiry; WriteYAML and
+// shed's who/why/when/expiry annotations; Shed.Expired decides expiry; JailTraffic sums APF's
+// rejected and dispatched counters of the jails from a controlplane.Snapshot; WriteYAML and
 // WriteShedTable print.
 //
 // Edges (Kubernetes I/O): Install (get → decide → create/update or nothing, so a second run writes
 // nothing), Uninstall (delete by ownership label), MintToken (TokenRequest), Dial and Config (pick
 // the best route for a command: exempt admin, break-glass token, or the caller's own identity
-// with the reason), ShedIdentity, Unshed, ListSheds and RemoveExpiredSheds, which every bulkhead
+// with the reason), ShedIdentity, Unshed, ListSheds, ReadJailTraffic (one scrape of every
+// replica through controlplane) and RemoveExpiredSheds, which every bulkhead
 // command that reaches the cluster should call: there is no controller, so expiry is enforced by
 // the next bulkhead command.
 package breakglass

@@ -251,7 +251,7 @@ func TestCheckTokenTTL(t *testing.T) {
 func TestWriteShedTable(t *testing.T) {
 	now := time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)
 	var buf bytes.Buffer
-	if err := WriteShedTable(&buf, nil, now); err != nil || buf.String() != "No sheds.\n" {
+	if err := WriteShedTable(&buf, nil, nil, now); err != nil || buf.String() != "No sheds.\n" {
 		t.Fatalf("empty table = %q, %v", buf.String(), err)
 	}
 	buf.Reset()
@@ -259,7 +259,7 @@ func TestWriteShedTable(t *testing.T) {
 		{Name: "bulkhead-shed-sa-obs.agent", Identity: "serviceaccount obs/agent", Mode: "reject", By: "alice", Reason: "LIST storm", Expires: now.Add(29*time.Minute + 30*time.Second)},
 		{Name: "bulkhead-shed-user-x", Identity: "user x", Mode: "limit 2", Invalid: "bad expiry"},
 	}
-	if err := WriteShedTable(&buf, sheds, now); err != nil {
+	if err := WriteShedTable(&buf, sheds, nil, now); err != nil {
 		t.Fatal(err)
 	}
 	want := `NAME                        IDENTITY                  MODE     EXPIRES IN  BY     REASON
@@ -268,6 +268,17 @@ bulkhead-shed-user-x        user x                    limit 2  ?           -    
 `
 	if buf.String() != want {
 		t.Fatalf("table:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	buf.Reset()
+	traffic := map[string]Traffic{"bulkhead-shed-sa-obs.agent": {Rejected: 1952, Admitted: 240}}
+	if err := WriteShedTable(&buf, sheds[:1], traffic, now); err != nil {
+		t.Fatal(err)
+	}
+	want = `NAME                        IDENTITY                  MODE    EXPIRES IN  BY     REJECTED  ADMITTED  REASON
+bulkhead-shed-sa-obs.agent  serviceaccount obs/agent  reject  29m30s      alice  1952      240       LIST storm
+`
+	if buf.String() != want {
+		t.Fatalf("table with traffic:\n%s\nwant:\n%s", buf.String(), want)
 	}
 }
 

@@ -44,14 +44,19 @@ func WriteYAML(w io.Writer, objects []runtime.Object) error {
 	return nil
 }
 
-// WriteShedTable prints sheds as a table; expiry is shown relative to now.
-func WriteShedTable(w io.Writer, sheds []Shed, now time.Time) error {
+// WriteShedTable prints sheds as a table; expiry is shown relative to now. With traffic (nil
+// when /metrics could not be read) it adds what the API servers rejected and admitted.
+func WriteShedTable(w io.Writer, sheds []Shed, traffic map[string]Traffic, now time.Time) error {
 	if len(sheds) == 0 {
 		_, err := fmt.Fprintln(w, "No sheds.")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tIDENTITY\tMODE\tEXPIRES IN\tBY\tREASON")
+	header := "NAME\tIDENTITY\tMODE\tEXPIRES IN\tBY"
+	if traffic != nil {
+		header += "\tREJECTED\tADMITTED"
+	}
+	fmt.Fprintln(tw, header+"\tREASON")
 	for _, s := range sheds {
 		expires := "?"
 		if s.Invalid == "" {
@@ -61,7 +66,12 @@ func WriteShedTable(w io.Writer, sheds []Shed, now time.Time) error {
 		if s.Invalid != "" {
 			reason = "INVALID: " + s.Invalid
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Identity, s.Mode, expires, dash(s.By), dash(reason))
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", s.Name, s.Identity, s.Mode, expires, dash(s.By))
+		if traffic != nil {
+			t := traffic[s.Name]
+			row += fmt.Sprintf("\t%.0f\t%.0f", t.Rejected, t.Admitted)
+		}
+		fmt.Fprintln(tw, row+"\t"+dash(reason))
 	}
 	return tw.Flush()
 }

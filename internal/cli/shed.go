@@ -66,10 +66,10 @@ and groups) and bulkhead itself are refused unless --force.`,
 func newShedListCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "list",
-		Short: "List sheds (removing expired ones)",
+		Short: "List sheds (removing expired ones), with what each jail rejected and admitted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, client, err := dialLane(cmd, kube)
+			route, client, err := dialLane(cmd, kube)
 			if err != nil {
 				return err
 			}
@@ -77,7 +77,18 @@ func newShedListCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return breakglass.WriteShedTable(cmd.OutOrStdout(), sheds, time.Now())
+			var traffic map[string]breakglass.Traffic
+			if len(sheds) > 0 {
+				names := make([]string, len(sheds))
+				for i, s := range sheds {
+					names[i] = s.Name
+				}
+				traffic, err = breakglass.ReadJailTraffic(commandContext(cmd), route.Config, names)
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: jail counters incomplete: %v\n", err)
+				}
+			}
+			return breakglass.WriteShedTable(cmd.OutOrStdout(), sheds, traffic, time.Now())
 		},
 	}
 }
