@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -575,4 +576,36 @@ func TestServesOverIPv6(t *testing.T) {
 	ts := &testServer{Server: srv, addr: udp.LocalAddr().String()}
 	expectRecords(t, ts.ask(t, "udp", "web.default.svc.cluster.local.", dns.TypeA).Answer,
 		"web.default.svc.cluster.local. 5 IN A 10.96.0.10")
+}
+
+func TestStoppedServerFreesItsPortEvenWithChildProcessesRunning(t *testing.T) {
+	srv := newServer(t, nil)
+	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := udp.LocalAddr().(*net.UDPAddr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeUDP(ctx, udp) }()
+	ts := &testServer{Server: srv, addr: addr.String()}
+	expectRcode(t, ts.ask(t, "udp", "web.default.svc.cluster.local.", dns.TypeA), dns.RcodeServerFailure)
+	// A process started while serving must not inherit the socket.
+	child := exec.Command("sleep", "5")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		child.Process.Kill()
+		child.Wait()
+	}()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	again, err := net.ListenUDP("udp", addr)
+	if err != nil {
+		t.Fatalf("port still held after stop: %v", err)
+	}
+	again.Close()
 }

@@ -21,7 +21,16 @@ func (s *Server) udpWorkers(ctx context.Context, conn *net.UDPConn) (func() erro
 	}
 	fd := -1
 	var dupErr error
-	if err := raw.Control(func(orig uintptr) { fd, dupErr = syscall.Dup(int(orig)) }); err != nil {
+	// Close-on-exec atomically: a plain dup would leak the socket, and the port, into every
+	// process started from here on.
+	dup := func(orig uintptr) {
+		r, _, errno := syscall.Syscall(syscall.SYS_FCNTL, orig, syscall.F_DUPFD_CLOEXEC, 0)
+		fd = int(r)
+		if errno != 0 {
+			dupErr = errno
+		}
+	}
+	if err := raw.Control(dup); err != nil {
 		return nil, nil, fmt.Errorf("udp socket: %w", err)
 	}
 	if dupErr != nil {

@@ -59,3 +59,15 @@ func TestViewIsSortedWhateverTheCacheOrder(t *testing.T) {
 			st.Services[1].Namespace, st.Services[1].Name, st.Services[2].Namespace, st.Services[2].Name)
 	}
 }
+
+func TestCooldownKeepsRebuildsToAThirdOfACore(t *testing.T) {
+	for _, tc := range []struct{ took, want time.Duration }{
+		{time.Millisecond, 2 * time.Millisecond},
+		{850 * time.Millisecond, 1700 * time.Millisecond},
+		{time.Minute, 10 * time.Second},
+	} {
+		if got := Cooldown(tc.took); got != tc.want {
+			t.Errorf("Cooldown(%v) = %v, want %v", tc.took, got, tc.want)
+		}
+	}
+}
