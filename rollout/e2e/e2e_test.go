@@ -278,3 +278,65 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// waitPhase waits until the rollout of ns/name is in phase (or fails the test).
+func waitPhase(t *testing.T, ctx context.Context, ns, name string, phase state.Phase) {
+	t.Helper()
+	for ctx.Err() == nil {
+		if _, st, err := execute.Load(ctx, lab.Client, ns, name); err == nil && st.Phase == phase {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("rollout of %s/%s never reached %s", ns, name, phase)
+}
+
+// Pause and abort from another command interrupt a running soak at once, not at its end.
+func TestPauseAndAbortInterruptARunningSoak(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	const ns, name = "interrupt", "agent"
+	setup(t, ctx, ns, name)
+	file := writeManifest(t, ns, name, "agent:v1")
+	long := []string{"rollout", "apply", "-f", file, "--waves", "25%,100%", "--soak", "5m", "--interval", "2s"}
+
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { out, err := bulkhead(ctx, long...); done <- result{out, err} }()
+	waitPhase(t, ctx, ns, name, state.Soaking)
+	started := time.Now()
+	if out, err := bulkhead(ctx, "rollout", "pause", name, "-n", ns); err != nil || !strings.Contains(out, "phase:   Soaking, paused") {
+		t.Fatalf("pause: %v\n%s", err, out)
+	}
+	r := <-done
+	if r.err != nil || time.Since(started) > 20*time.Second {
+		t.Fatalf("apply after pause: %v after %v\n%s", r.err, time.Since(started), r.out)
+	}
+	if !strings.Contains(r.out, "interrupt/agent: Soaking") {
+		t.Fatalf("apply should stop at the paused soak:\n%s", r.out)
+	}
+	status, err := bulkhead(ctx, "rollout", "status", name, "-n", ns)
+	if err != nil || !strings.Contains(status, "next:    paused") {
+		t.Fatalf("status: %v\n%s", err, status)
+	}
+
+	go func() { out, err := bulkhead(ctx, "rollout", "resume", name, "-n", ns, "--interval", "2s"); done <- result{out, err} }()
+	time.Sleep(4 * time.Second) // the resumed soak is running
+	started = time.Now()
+	if out, err := bulkhead(ctx, "rollout", "abort", name, "-n", ns); err != nil || !strings.Contains(out, "phase:   RollingBack") {
+		t.Fatalf("abort: %v\n%s", err, out)
+	}
+	r = <-done
+	if r.err == nil || !strings.Contains(r.err.Error(), "rolled back: aborted by user") || time.Since(started) > time.Minute {
+		t.Fatalf("resume after abort: %v after %v\n%s", r.err, time.Since(started), r.out)
+	}
+	if _, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the aborted new DaemonSet still exists: %v", err)
+	}
+	if lanes := snapshot(t, ctx); strings.Contains(lanes, "bulkhead-rollout-interrupt") || strings.Contains(lanes, "interrupt/agent") {
+		t.Fatalf("leftovers after abort: %s", lanes)
+	}
+}
