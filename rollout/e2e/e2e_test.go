@@ -167,6 +167,21 @@ func TestApplyThenUpdateThroughTheCommandLine(t *testing.T) {
 	if err != nil || !strings.Contains(status, "phase:   Complete") || !strings.Contains(status, "baseline:") {
 		t.Fatalf("status: %v\n%s", err, status)
 	}
+	events, err := lab.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=DaemonSet,involvedObject.name=" + name})
+	if err != nil {
+		t.Fatalf("list events: %v", err)
+	}
+	reasons := map[string]string{}
+	for _, e := range events.Items {
+		if e.Source.Component == "bulkhead-rollout" {
+			reasons[e.Reason] = e.Message
+		}
+	}
+	for _, want := range []string{"WaveStarted", "WaveProceed", "RolloutComplete"} {
+		if _, ok := reasons[want]; !ok {
+			t.Fatalf("no %s event on the DaemonSet; bulkhead's events: %v", want, reasons)
+		}
+	}
 }
 
 // A rollout whose process dies mid-soak leaves only its annotation; resume finishes it.

@@ -73,6 +73,7 @@ func (r *Runner) do(ctx context.Context, ds *appsv1.DaemonSet, st state.State, a
 			return st, err
 		}
 		r.logf("wave %d: %d of %d nodes switched", st.Wave, done, st.Eligible)
+		r.event(ctx, ds, false, "WaveStarted", fmt.Sprintf("wave %d: %d of %d nodes switched", st.Wave, done, st.Eligible))
 		return st.WaveRolled(done, time.Now())
 	case state.Soak:
 		d, rec, err := r.watch(ctx, ds, st)
@@ -80,6 +81,7 @@ func (r *Runner) do(ctx context.Context, ds *appsv1.DaemonSet, st state.State, a
 			return st, err
 		}
 		r.logf("%s", d.Headline)
+		r.event(ctx, ds, d.Verdict == analyze.Halt, "Wave"+strings.ToUpper(string(d.Verdict[:1]))+string(d.Verdict[1:]), d.Headline)
 		if r.Decisions != nil {
 			r.Decisions(d)
 		}
@@ -89,9 +91,11 @@ func (r *Runner) do(ctx context.Context, ds *appsv1.DaemonSet, st state.State, a
 			return st, err
 		}
 		r.logf("complete: %d nodes run the new pods; update strategy restored, lane removed", st.Eligible)
+		r.event(ctx, ds, false, "RolloutComplete", fmt.Sprintf("rollout %s complete on %d nodes", st.ID, st.Eligible))
 		return st.Finished(time.Now())
 	case state.Rollback:
 		r.logf("rolling back: %s", st.Reason)
+		r.event(ctx, ds, true, "RollingBack", st.Reason)
 		if err := Rollback(ctx, r.Client, ds, st); err != nil {
 			return st, err
 		}
@@ -129,6 +133,12 @@ func (r *Runner) watch(ctx context.Context, ds *appsv1.DaemonSet, st state.State
 
 // stateCheckInterval is how often a soak looks for a pause or an abort.
 const stateCheckInterval = 2 * time.Second
+
+func (r *Runner) event(ctx context.Context, ds *appsv1.DaemonSet, warning bool, reason, message string) {
+	if err := Event(ctx, r.Client, ds, warning, reason, message); err != nil {
+		r.logf("%v", err)
+	}
+}
 
 func (r *Runner) logf(format string, args ...any) {
 	if r.Log != nil {
