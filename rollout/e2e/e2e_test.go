@@ -338,7 +338,10 @@ func TestPauseAndAbortInterruptARunningSoak(t *testing.T) {
 		t.Fatalf("status: %v\n%s", err, status)
 	}
 
-	go func() { out, err := bulkhead(ctx, "rollout", "resume", name, "-n", ns, "--interval", "2s"); done <- result{out, err} }()
+	go func() {
+		out, err := bulkhead(ctx, "rollout", "resume", name, "-n", ns, "--interval", "2s")
+		done <- result{out, err}
+	}()
 	time.Sleep(4 * time.Second) // the resumed soak is running
 	started = time.Now()
 	if out, err := bulkhead(ctx, "rollout", "abort", name, "-n", ns); err != nil || !strings.Contains(out, "phase:   RollingBack") {
