@@ -22,7 +22,7 @@ const coreDNSModule = "github.com/coredns/coredns@v1.15.0"
 
 // coreDNSBinary returns CoreDNS v1.15.0: $BULKHEAD_COREDNS, or the copy in the user cache
 // directory, installing it there with `go install` (about 5 minutes cold) when it is missing.
-func coreDNSBinary(t *testing.T) string {
+func coreDNSBinary(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("BULKHEAD_COREDNS"); p != "" {
 		return p
@@ -53,8 +53,9 @@ type coreDNS struct {
 }
 
 // startCoreDNS runs CoreDNS on addr ("" for a free port) with the kubernetes plugin as the
-// specification leaves it by default (pods disabled, TTL 5, no fallthrough).
-func startCoreDNS(t *testing.T, addr string) *coreDNS {
+// specification leaves it by default (pods disabled, TTL 5, no fallthrough), plus plugins, one
+// Corefile line each (such as "cache 30").
+func startCoreDNS(t testing.TB, addr string, plugins ...string) *coreDNS {
 	t.Helper()
 	if addr == "" {
 		addr = freeAddr(t)
@@ -62,7 +63,8 @@ func startCoreDNS(t *testing.T, addr string) *coreDNS {
 	host, port, _ := net.SplitHostPort(addr)
 	dir := t.TempDir()
 	corefile := filepath.Join(dir, "Corefile")
-	conf := fmt.Sprintf(".:%s {\n  bind %s\n  kubernetes cluster.local in-addr.arpa ip6.arpa {\n    kubeconfig %s\n  }\n}\n", port, host, lab.Kubeconfig)
+	conf := fmt.Sprintf(".:%s {\n  bind %s\n  kubernetes cluster.local in-addr.arpa ip6.arpa {\n    kubeconfig %s\n  }\n  %s\n}\n",
+		port, host, lab.Kubeconfig, strings.Join(plugins, "\n  "))
 	if err := os.WriteFile(corefile, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 }
 
 // startNode runs bulkhead dns against the lab on listen (127.0.0.1:0 for any port).
-func startNode(t *testing.T, snapshotPath, listen string) *bdns.Node {
+func startNode(t testing.TB, snapshotPath, listen string) *bdns.Node {
 	t.Helper()
 	n, err := bdns.Start(context.Background(), bdns.Config{
 		Listen:        listen,
@@ -46,7 +46,7 @@ func startNode(t *testing.T, snapshotPath, listen string) *bdns.Node {
 	return n
 }
 
-func waitReady(t *testing.T, n *bdns.Node) {
+func waitReady(t testing.TB, n *bdns.Node) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !n.Ready() {
@@ -257,7 +257,7 @@ func TestServiceChangesAreAnsweredWithinOneSecond(t *testing.T) {
 }
 
 // freeAddr returns a loopback address whose port is free for UDP and TCP right now.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	for range 20 {
 		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
