@@ -61,7 +61,7 @@ func BenchmarkOperatorUnderSaturation(b *testing.B) {
 		mustRun(b, asOperator("shed", "--serviceaccount", "culprit/telemetry")...)
 		shedAt := time.Now()
 		time.Sleep(45 * time.Second)
-		recovered, ok := ordinary.recovery(shedAt, time.Now(), 2*time.Second, slo)
+		recovered, ok := ordinary.recovery(shedAt, time.Now(), 5*time.Second, slo)
 		ordinary.Stop()
 		if ok {
 			b.Logf("shed → ordinary p99 under %s after %s", slo, recovered)
