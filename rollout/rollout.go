@@ -129,7 +129,7 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 		ID:        fmt.Sprintf("%s-%04x", time.Now().UTC().Format("20060102-150405"), rand.IntN(1<<16)),
 		WavesSpec: o.Waves, Targets: targets, Eligible: eligible,
 		Soak: o.Soak, BudgetPercent: o.BudgetPercent, BudgetSeats: float64(laneSeats * replicas),
-		Lane: lane, OriginalStrategy: ds.Spec.UpdateStrategy,
+		Lane: lane, OriginalStrategy: ds.Spec.UpdateStrategy, Before: soak.Baseline(before, lane),
 	}
 	if current == nil {
 		start.Kind, start.NodeLabel = state.Create, execute.NodeLabelKey(ds.Namespace, ds.Name)
@@ -171,14 +171,12 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 
 // Resume continues a paused rollout, or one whose CLI died.
 func Resume(ctx context.Context, d Deps, o Options, namespace, name string) (state.State, error) {
-	if _, err := execute.Transition(ctx, d.Client, namespace, name, func(s state.State) (state.State, error) { return s.Resume(time.Now()) }); err != nil {
-		return state.State{}, err
-	}
-	before, err := readBefore(ctx, d.Scraper)
+	st, err := execute.Transition(ctx, d.Client, namespace, name, func(s state.State) (state.State, error) { return s.Resume(time.Now()) })
 	if err != nil {
 		return state.State{}, err
 	}
-	return run(ctx, d, o, before, namespace, name)
+	// The other flows are judged against the cluster before the rollout, as recorded.
+	return run(ctx, d, o, soak.BeforeReading(st.Before), namespace, name)
 }
 
 // Pause stops a rollout after its current action.

@@ -81,3 +81,26 @@ func SLIs(window controlplane.Reading) []analyze.SLI {
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// Baseline keeps what OtherFlows needs from a Reading taken before the rollout, for the state.
+func Baseline(before controlplane.Reading, lane state.Lane) []state.FlowBaseline {
+	var out []state.FlowBaseline
+	for _, f := range before.Flows {
+		if f.FlowSchema == lane.FlowSchema {
+			continue
+		}
+		out = append(out, state.FlowBaseline{FlowSchema: f.FlowSchema, PriorityLevel: f.PriorityLevel,
+			RejectedPerSec: f.RejectedPerSecond, WaitP99: state.Duration{Duration: seconds(f.Wait.P99Seconds)}})
+	}
+	return out
+}
+
+// BeforeReading turns a persisted baseline back into the Reading OtherFlows compares with.
+func BeforeReading(baseline []state.FlowBaseline) controlplane.Reading {
+	var r controlplane.Reading
+	for _, b := range baseline {
+		r.Flows = append(r.Flows, controlplane.FlowLoad{FlowSchema: b.FlowSchema, PriorityLevel: b.PriorityLevel,
+			RejectedPerSecond: b.RejectedPerSec, Wait: controlplane.Quantile{P99Seconds: b.WaitP99.Seconds()}})
+	}
+	return r
+}

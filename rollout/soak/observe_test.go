@@ -76,3 +76,18 @@ func TestSLIsKeepThoseWithAnObjective(t *testing.T) {
 		t.Fatalf("SLIs = %+v\nwant %+v", got, want)
 	}
 }
+
+func TestTheBaselineSurvivesTheAnnotation(t *testing.T) {
+	before := reading(0,
+		controlplane.FlowLoad{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSecond: 0.5, Wait: controlplane.Quantile{Count: 9, P99Seconds: 0.25}},
+		controlplane.FlowLoad{FlowSchema: lane.FlowSchema, PriorityLevel: lane.PriorityLevel, RejectedPerSecond: 9})
+	window := reading(60, controlplane.FlowLoad{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSecond: 3, Wait: controlplane.Quantile{Count: 100, P99Seconds: 0.9}})
+	direct := OtherFlows(window, before, lane)
+	restored := OtherFlows(window, BeforeReading(Baseline(before, lane)), lane)
+	if !reflect.DeepEqual(direct, restored) {
+		t.Fatalf("judged against the persisted baseline:\n%+v\nagainst the reading:\n%+v", restored, direct)
+	}
+	if b := Baseline(before, lane); len(b) != 1 || b[0].FlowSchema != "service-accounts" {
+		t.Fatalf("the lane itself is no baseline: %+v", b)
+	}
+}

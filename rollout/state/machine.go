@@ -68,6 +68,7 @@ type Start struct {
 	NodeLabel        string
 	OriginalStrategy appsv1.DaemonSetUpdateStrategy
 	OriginalHash     string
+	Before           []FlowBaseline
 }
 
 // New is a rollout's first state: an update begins with a baseline soak, a new DaemonSet
@@ -78,7 +79,7 @@ func New(st Start, now time.Time) (State, error) {
 		WavesSpec: st.WavesSpec, Targets: append([]int(nil), st.Targets...), Eligible: st.Eligible,
 		Soak: Duration{st.Soak}, BudgetPercent: st.BudgetPercent, BudgetSeats: st.BudgetSeats,
 		Lane: st.Lane, NodeLabel: st.NodeLabel, OriginalStrategy: st.OriginalStrategy, OriginalHash: st.OriginalHash,
-		Updated: now,
+		Before: append([]FlowBaseline(nil), st.Before...), Updated: now,
 	}
 	if st.Kind == Update {
 		s.Phase, s.SoakStarted = Baseline, now

@@ -79,6 +79,9 @@ type State struct {
 	// revision a rollback restores.
 	OriginalHash string `json:"originalHash,omitempty"`
 
+	// Before holds the other flows' rejections and waits from before the rollout began, the
+	// yardstick of collateral damage, so a resumed rollout judges against the same one.
+	Before []FlowBaseline `json:"before,omitempty"`
 	// History keeps each finished wave's steady measurement for the per-version regression.
 	History []WaveRecord `json:"history,omitempty"`
 	// Reason says why a rollout is rolling back (halt reasons or "aborted by user").
@@ -91,6 +94,14 @@ type State struct {
 type Lane struct {
 	FlowSchema    string `json:"flowSchema"`
 	PriorityLevel string `json:"priorityLevel"`
+}
+
+// FlowBaseline is one flow's health before the rollout.
+type FlowBaseline struct {
+	FlowSchema     string   `json:"fs"`
+	PriorityLevel  string   `json:"pl"`
+	RejectedPerSec float64  `json:"rejected,omitempty"`
+	WaitP99        Duration `json:"waitP99"`
 }
 
 // WaveRecord is one soaked wave's steady measurement (wave 0 is the baseline).

@@ -76,6 +76,7 @@ func TestEncodeDecodeRoundTripsEveryField(t *testing.T) {
 	s.Paused = true
 	s.History = []WaveRecord{{Wave: 0, Old: 200, Seats: 20, SE: 0.4, Samples: 12}}
 	s.Reason = "none yet"
+	s.Before = []FlowBaseline{{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSec: 0.5, WaitP99: Duration{250 * time.Millisecond}}}
 	if got := roundTrip(t, s); !reflect.DeepEqual(got, s) {
 		t.Fatalf("round trip changed the state:\n got %+v\nwant %+v", got, s)
 	}
