@@ -75,6 +75,15 @@ func TestInstallTwiceChangesNothingTheSecondTime(t *testing.T) {
 	if len(after) != len(installed) {
 		t.Errorf("second install changed the object set: %v → %v", installed, after)
 	}
+
+	// A new operators' group updates exactly the two objects that name it, and back.
+	for _, group := range []string{"sre", breakglass.DefaultOperatorsGroup} {
+		out, _ := mustRun(t, "install", "--operators-group", group)
+		if strings.Count(out, " updated") != 2 || !strings.Contains(out, "FlowSchema bulkhead-break-glass updated") ||
+			!strings.Contains(out, "RoleBinding bulkhead/bulkhead-break-glass-token updated") {
+			t.Fatalf("install --operators-group %s should update the lane's schema and the token binding only:\n%s", group, out)
+		}
+	}
 }
 
 func TestBadInputGetsAClearErrorAndChangesNothing(t *testing.T) {
