@@ -23,7 +23,8 @@
 // merge* functions compare it with what a cluster holds; ParseIdentity, ParseShed and Guard
 // validate a shed and apply the guard rails; ShedObjects / ShedFromSchema write and read a
 // shed's who/why/when/expiry annotations; Shed.Expired decides expiry; JailTraffic sums APF's
-// rejected and dispatched counters of the jails from a controlplane.Snapshot; WriteYAML and
+// rejected and dispatched counters of the jails, and LaneSeats the lane's size as the server
+// computed it, from a controlplane.Snapshot; WriteYAML and
 // WriteShedTable print.
 //
 // Edges (Kubernetes I/O): Install (get → decide → create/update or nothing, so a second run writes

@@ -73,3 +73,54 @@ func ReadJailTraffic(ctx context.Context, cfg *rest.Config, names []string) (map
 	}
 	return JailTraffic(snap, names), errors.Join(errs...)
 }
+
+// LaneSeats reads, from the first replica that reports it, the break-glass level's nominal seats
+// and the sum over all levels (the server's seat capacity, up to rounding).
+func LaneSeats(s controlplane.Snapshot) (lane, total float64, ok bool) {
+	for _, r := range s.Replicas {
+		if r.Err != nil {
+			continue
+		}
+		lane, total, ok = 0, 0, false
+		for _, m := range r.Families["apiserver_flowcontrol_nominal_limit_seats"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() != "priority_level" {
+					continue
+				}
+				total += m.GetGauge().GetValue()
+				if l.GetValue() == LaneName {
+					lane, ok = m.GetGauge().GetValue(), true
+				}
+			}
+		}
+		if ok {
+			return lane, total, true
+		}
+	}
+	return 0, 0, false
+}
+
+// ReadLaneSeats waits up to wait for the API server to size the lane (it reconfigures APF a
+// moment after the level is created) and returns LaneSeats.
+func ReadLaneSeats(ctx context.Context, cfg *rest.Config, wait time.Duration) (lane, total float64, err error) {
+	scraper, err := controlplane.NewScraper(cfg, controlplane.Options{Timeout: 5 * time.Second, NoDiscovery: true})
+	if err != nil {
+		return 0, 0, err
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		snap := scraper.Scrape(ctx)
+		if lane, total, ok := LaneSeats(snap); ok {
+			return lane, total, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			for _, r := range snap.Replicas {
+				if r.Err != nil {
+					return 0, 0, fmt.Errorf("read /metrics of %s: %w", r.Replica, r.Err)
+				}
+			}
+			return 0, 0, fmt.Errorf("the API server does not report level %s yet", LaneName)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}

@@ -43,3 +43,27 @@ func TestJailTrafficSumsReplicasAndSkipsUnreadableOnes(t *testing.T) {
 		t.Errorf("got flows %v, want only the named jails", got)
 	}
 }
+
+func gaugeFamily(byLevel map[string]float64) *dto.MetricFamily {
+	f := &dto.MetricFamily{Name: ptr("apiserver_flowcontrol_nominal_limit_seats")}
+	for level, v := range byLevel {
+		f.Metric = append(f.Metric, &dto.Metric{Label: []*dto.LabelPair{{Name: ptr("priority_level"), Value: ptr(level)}}, Gauge: &dto.Gauge{Value: ptr(v)}})
+	}
+	return f
+}
+
+func TestLaneSeatsReadsTheServersOwnSizing(t *testing.T) {
+	levels := gaugeFamily(map[string]float64{LaneName: 24, "workload-low": 236, "global-default": 48, "exempt": 0})
+	snap := controlplane.Snapshot{Replicas: []controlplane.ReplicaScrape{
+		{Err: errors.New("timeout")},
+		{Families: map[string]*dto.MetricFamily{"apiserver_flowcontrol_nominal_limit_seats": gaugeFamily(map[string]float64{"workload-low": 245})}},
+		{Families: map[string]*dto.MetricFamily{"apiserver_flowcontrol_nominal_limit_seats": levels}},
+	}}
+	lane, total, ok := LaneSeats(snap)
+	if !ok || lane != 24 || total != 308 {
+		t.Fatalf("LaneSeats = %v of %v (ok %v), want 24 of 308 from the replica that knows the lane", lane, total, ok)
+	}
+	if _, _, ok := LaneSeats(controlplane.Snapshot{Replicas: snap.Replicas[:2]}); ok {
+		t.Fatal("no replica reports the lane yet, but LaneSeats said it did")
+	}
+}

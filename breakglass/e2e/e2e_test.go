@@ -58,6 +58,10 @@ func TestInstallTwiceChangesNothingTheSecondTime(t *testing.T) {
 	if strings.Count(first, " created") != 10 {
 		t.Fatalf("first install should create 10 objects:\n%s", first)
 	}
+	// 30 seats, Σ shares 245 + 10: ceil(30 × 10 / 255) = 2, as the server itself reports.
+	if !strings.Contains(first, "break-glass lane: 2 of ") {
+		t.Errorf("install did not report the lane's size from the server:\n%s", first)
+	}
 	// The API server writes the new FlowSchema's status (its Dangling condition) a moment after
 	// the create; the second install is compared with the cluster after that.
 	time.Sleep(3 * time.Second)

@@ -46,6 +46,16 @@ group may mint break-glass tokens (bulkhead breakglass kubeconfig). Running it a
 			if err != nil {
 				return fmt.Errorf("install: %w", err)
 			}
+			cfg, err := kube.ToRESTConfig()
+			if err != nil {
+				return fmt.Errorf("kubeconfig: %w", err)
+			}
+			lane, total, err := breakglass.ReadLaneSeats(commandContext(cmd), cfg, 5*time.Second)
+			if err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: lane size not confirmed: %v\n", err)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "break-glass lane: %.0f of %.0f seats per kube-apiserver, lent to no one\n", lane, total)
 			return nil
 		},
 	}
