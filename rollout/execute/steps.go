@@ -47,17 +47,83 @@ func rollCreateWave(ctx context.Context, client kubernetes.Interface, ds *appsv1
 		}
 	}
 	wave := plan.NextWave(plan.Order(planNodes(eligible), Identity(ds.Namespace, ds.Name), []string{plan.ZoneLabel}), done, st.Target())
-	for _, name := range wave {
-		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{st.NodeLabel: strconv.Itoa(st.Wave)}}})
-		if err != nil {
-			return 0, fmt.Errorf("encode node label: %w", err)
-		}
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{st.NodeLabel: strconv.Itoa(st.Wave)}}})
+	if err != nil {
+		return 0, fmt.Errorf("encode node label: %w", err)
+	}
+	err = inBatches(ctx, client, ds, wave, st.Batch(), func(name string) error {
 		if _, err := client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager}); err != nil {
-			return len(done), fmt.Errorf("wave %d: label node %s: %w", st.Wave, name, ignoreNotFound(err))
+			return fmt.Errorf("wave %d: label node %s: %w", st.Wave, name, ignoreNotFound(err))
 		}
 		done[name] = true
+		return nil
+	})
+	return len(done), err
+}
+
+// batchSettle is how long a batch's agents get after becoming Ready before the next batch
+// starts: their first LIST and informer sync, the burst the batch size was chosen for.
+const batchSettle = 15 * time.Second
+
+// inBatches switches nodes batch nodes at a time (all at once when batch is 0), waiting after
+// each batch until the DaemonSet's pods on the switched nodes are at its current revision and
+// Ready and have settled, so the start-up bursts of two batches do not add up.
+func inBatches(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, nodes []string, batch int, switchNode func(string) error) error {
+	if batch <= 0 || batch >= len(nodes) {
+		batch = len(nodes)
 	}
-	return len(done), nil
+	for start := 0; start < len(nodes); start += batch {
+		part := nodes[start:min(start+batch, len(nodes))]
+		for _, name := range part {
+			if err := switchNode(name); err != nil {
+				return err
+			}
+		}
+		if start+batch >= len(nodes) {
+			return nil // the soak watches the last batch
+		}
+		if err := waitReadyOn(ctx, client, ds, part); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(batchSettle):
+		}
+	}
+	return nil
+}
+
+// waitReadyOn waits until each node has a Ready pod of the DaemonSet's current revision.
+func waitReadyOn(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, nodes []string) error {
+	want := map[string]bool{}
+	for _, n := range nodes {
+		want[n] = true
+	}
+	var missing int
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 5*time.Minute, true, func(ctx context.Context) (bool, error) {
+		cur, current, err := CurrentRevision(ctx, client, ds.Namespace, ds.Name)
+		if err != nil {
+			return false, err
+		}
+		pods, err := Pods(ctx, client, cur)
+		if err != nil {
+			return false, err
+		}
+		ready := 0
+		for i := range pods {
+			p := &pods[i]
+			if want[p.Spec.NodeName] && podRevision(p) == current && podReady(p) {
+				ready++
+			}
+		}
+		missing = len(want) - ready
+		return missing == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("wait for a batch of %d agents to be Ready (%d not yet): %w", len(nodes), missing, err)
+	}
+	return nil
 }
 
 func rollUpdateWave(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State, nodes []corev1.Node) (int, error) {
@@ -82,13 +148,14 @@ func rollUpdateWave(ctx context.Context, client kubernetes.Interface, ds *appsv1
 		}
 	}
 	wave := plan.NextWave(plan.Order(planNodes(eligible), Identity(ds.Namespace, ds.Name), []string{plan.ZoneLabel}), done, st.Target())
-	for _, name := range wave {
+	err = inBatches(ctx, client, ds, wave, st.Batch(), func(name string) error {
 		if err := deletePod(ctx, client, podOn[name]); err != nil {
-			return len(done), fmt.Errorf("wave %d: %w", st.Wave, err)
+			return fmt.Errorf("wave %d: %w", st.Wave, err)
 		}
 		done[name] = true
-	}
-	return len(done), nil
+		return nil
+	})
+	return len(done), err
 }
 
 // Finish ends a successful rollout: the user's template (new DaemonSet) and update strategy

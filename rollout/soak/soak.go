@@ -100,7 +100,7 @@ func (s *Soaker) Watch(ctx context.Context, ds *appsv1.DaemonSet, st state.State
 		if d.Verdict != analyze.Hold {
 			m := d.Measurement
 			return d, state.WaveRecord{Old: agents.Old, New: agents.Desired, Seats: m.Steady.Mean, SE: m.Steady.SE,
-				Samples: m.Steady.Samples, BurstPeakPerAgent: m.BurstPeakPerAgent}, nil
+				Samples: m.Steady.Samples, BurstPeakPerAgent: m.BurstPeakPerAgent, MaxNextWave: max(d.MaxNextWave, 0)}, nil
 		}
 	}
 }

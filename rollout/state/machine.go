@@ -220,3 +220,15 @@ func (s State) PriorBurstPerAgent() float64 {
 // FreshSoak reports whether the current soak began with its wave (so it sees the wave's
 // start-up burst) rather than at a resume (when the agents were running already).
 func (s State) FreshSoak() bool { return s.SoakStarted.Equal(s.WaveStarted) }
+
+// Batch is how many nodes the current wave may switch at once: the last soaked wave's
+// MaxNextWave, at least one; 0 means no limit is known.
+func (s State) Batch() int {
+	if len(s.History) == 0 {
+		return 0
+	}
+	if last := s.History[len(s.History)-1].MaxNextWave; last > 0 {
+		return last
+	}
+	return 0
+}

@@ -113,6 +113,9 @@ type WaveRecord struct {
 	SE                float64 `json:"se"`
 	Samples           int     `json:"samples"`
 	BurstPeakPerAgent float64 `json:"burst,omitempty"`
+	// MaxNextWave is how many agents the next wave may start at once with their start-up
+	// burst inside the budget (analyze.Decision.MaxNextWave); 0 when unknown.
+	MaxNextWave int `json:"maxNextWave,omitempty"`
 }
 
 // Terminal reports whether nothing is left to do.

@@ -292,3 +292,16 @@ func TestASoakIsFreshUnlessAResumeRestartedIt(t *testing.T) {
 		t.Fatalf("the next wave starts a fresh soak")
 	}
 }
+
+func TestBatchComesFromTheLastSoakedWave(t *testing.T) {
+	must := mustFor(t)
+	s := mustNew(t, Create)
+	if s.Batch() != 0 {
+		t.Fatalf("wave 1 has no measurement to size batches by: %d", s.Batch())
+	}
+	s = must(s.WaveRolled(2, at(1)))
+	s = must(s.Decided(analyze.Proceed, WaveRecord{New: 2, Seats: 0.1, SE: 0.01, Samples: 9, MaxNextWave: 3}, "", at(2)))
+	if got := roundTrip(t, s).Batch(); got != 3 {
+		t.Fatalf("Batch = %d, want 3", got)
+	}
+}

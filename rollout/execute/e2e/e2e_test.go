@@ -362,3 +362,42 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	}
 	fmt.Fprintf(os.Stderr, "rollback replaced %v\n", waveNodes)
 }
+
+// A wave larger than the burst budget allows starts its agents in batches, each batch Ready
+// and settled before the next.
+func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const ns, name = "obs-batch", "agent"
+	setup(t, ctx, ns, name)
+	user := daemonSet(ns, name, "agent:v1")
+	st := must(t)(state.New(state.Start{
+		ID: "batch-1", Kind: state.Create, WavesSpec: "2,8,100%", Targets: []int{2, 8, 12}, Eligible: nodes,
+		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,
+		Lane: execute.LaneNames(ns, name), NodeLabel: execute.NodeLabelKey(ns, name), OriginalStrategy: user.Spec.UpdateStrategy,
+	}, time.Now()))
+	ds, err := execute.StartCreate(ctx, lab.Client, user, st)
+	if err != nil {
+		t.Fatalf("StartCreate: %v", err)
+	}
+	if _, err := execute.RollWave(ctx, lab.Client, ds, st); err != nil {
+		t.Fatalf("RollWave 1: %v", err)
+	}
+	st = must(t)(st.WaveRolled(2, time.Now()))
+	// Wave 1 measured a start-up burst that allows 3 agents at once.
+	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{New: 2, Seats: 0.1, SE: 0.01, Samples: 9, MaxNextWave: 3}, "", time.Now()))
+	began := time.Now()
+	done, err := execute.RollWave(ctx, lab.Client, ds, st)
+	if err != nil || done != 8 {
+		t.Fatalf("RollWave 2: %d, %v", done, err)
+	}
+	// Two batches of 3: the first must be Ready and settled (15 s) before the second starts;
+	// the soak watches the second.
+	if took := time.Since(began); took < 15*time.Second {
+		t.Fatalf("6 nodes in batches of 3 took %v; want a 15 s settle pause between the batches", took)
+	}
+	waitAgents(t, ctx, ds, 8)
+	if err := execute.Rollback(ctx, lab.Client, ds, st); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+}
