@@ -21,9 +21,12 @@ import (
 // The lab: 2,000 pods (a cluster-wide pod LIST is ~10 MB) and a server of 30 seats (20 + 10
 // instead of 400 + 200). workload-low, where the culprit and the ordinary client both land, gets
 // 12 seats; the apiserver estimates each pod LIST (served from its watch cache) at 1 seat, so the
-// culprit keeps 12 running and ~40 queued, and the server, CPU-bound on 2 cores, completes about
-// 9 a second. Measured with 4, 6 and 12 seats: the same LIST throughput and the same ordinary
-// p99 (1.4–2.2 s); what the seat count changes is only how many LISTs share the CPU.
+// culprit keeps 12 running and ~38 queued, and the server, CPU-bound on 2 cores, completes 9–23 a
+// second depending on the box's other load. Tried and rejected: 4 and 6 seats (same throughput,
+// same ordinary p99); 59 seats (nothing queues: ordinary p99 0.15 s); 4,000 pods (ordinary p99
+// 9.7 s, but 20 MB LISTs push the lane's p99 to 0.6 s). The two acceptance thresholds pull
+// against each other on 2 cores: the ordinary client breaks its SLO only when the CPU is
+// saturated, and then the lane's p99 depends on what else the box runs (README: measured).
 const (
 	labNodes       = 25
 	labPodsPerNode = 80
@@ -157,6 +160,7 @@ func TestCommandsTravelTheBreakGlassLane(t *testing.T) {
 
 // The acceptance scenario of the issue, end to end.
 func TestBreakGlassStaysFastAndShedRestoresOrdinaryClients(t *testing.T) {
+	mustRun(t, "install") // idempotent: the test also runs alone
 	createServiceAccount(t, "ordinary", "client", "view")
 	lane := startProbe(t, breakGlassConfig(t), 100*time.Millisecond)
 	defer lane.Stop()
