@@ -103,7 +103,7 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 		Short: "Show a rollout's state, from any machine",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, ns, err := rolloutClient(kube)
+			client, ns, err := rolloutClient(cmd, kube)
 			if err != nil {
 				return err
 			}
@@ -121,7 +121,7 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				client, ns, err := rolloutClient(kube)
+				client, ns, err := rolloutClient(cmd, kube)
 				if err != nil {
 					return err
 				}
@@ -140,7 +140,7 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 	return cmd
 }
 
-func rolloutClient(kube *genericclioptions.ConfigFlags) (kubernetes.Interface, string, error) {
+func rolloutClient(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (kubernetes.Interface, string, error) {
 	cfg, err := kube.ToRESTConfig()
 	if err != nil {
 		return nil, "", fmt.Errorf("kubeconfig: %w", err)
@@ -154,6 +154,7 @@ func rolloutClient(kube *genericclioptions.ConfigFlags) (kubernetes.Interface, s
 	if err != nil {
 		return nil, "", fmt.Errorf("namespace: %w", err)
 	}
+	removeExpired(cmd, client)
 	return client, ns, nil
 }
 
@@ -167,6 +168,7 @@ func rolloutDeps(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (rollo
 	if err != nil {
 		return rollout.Deps{}, fmt.Errorf("kubernetes client: %w", err)
 	}
+	removeExpired(cmd, client)
 	scraper, err := controlplane.NewScraper(cfg, controlplane.Options{})
 	if err != nil {
 		return rollout.Deps{}, err
