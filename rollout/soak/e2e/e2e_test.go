@@ -170,7 +170,10 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneAndRolledBack(t *testing.T) {
 	setup(t, ctx, ns, name)
 	// Every agent LISTs every pod of the cluster, often: cost per agent ∝ cluster size.
 	ds := agent(ns, name, "- list: pods\n  every: 100ms\n")
-	final, decisions := rollout(t, ctx, ds, "25%,100%", 0.5)
+	// 0.2% of 600 seats is 1 seat. On a quiet box 3 agents hold ~0.6 seats, so 12 would need ~2.5
+	// (95%: 1.9–3.0): far over 1 seat, while a 3-seat budget (0.5%) let them through — correctly —
+	// in a clean-clone CI run. A loaded box only makes each LIST, and the prediction, dearer.
+	final, decisions := rollout(t, ctx, ds, "25%,100%", 0.2)
 	if final.Phase != state.RolledBack {
 		t.Fatalf("phase %s, want RolledBack", final.Phase)
 	}
