@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -331,29 +329,6 @@ func (p *probe) recovery(t0, end time.Time, step, slo time.Duration) (time.Durat
 		return 0, false
 	}
 	return since.Sub(t0), true
-}
-
-// flowCounter sums an APF counter for one flow schema from the apiserver's /metrics.
-func flowCounter(t testing.TB, family, flowSchema string) float64 {
-	t.Helper()
-	raw, err := lab.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
-	if err != nil {
-		t.Fatalf("scrape /metrics: %v", err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	var total float64
-	for _, m := range families[family].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "flow_schema" && l.GetValue() == flowSchema {
-				total += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return total
 }
 
 func describe(lat []time.Duration, failed int) string {

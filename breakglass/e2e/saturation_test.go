@@ -9,6 +9,7 @@
 package e2e
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -71,7 +72,11 @@ func TestBreakGlassStaysFastAndShedRestoresOrdinaryClients(t *testing.T) {
 
 	waitCulpritRunning(t, "culprit", "telemetry", culpritPods)
 	// The jail's FlowSchema is new: its counters started at zero with the shed.
-	if rejected := flowCounter(t, "apiserver_flowcontrol_rejected_requests_total", name); rejected == 0 {
+	rejected, err := lab.FlowCounter(context.Background(), "apiserver_flowcontrol_rejected_requests_total", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rejected == 0 {
 		t.Errorf("the jail rejected nothing: the culprit was not still calling, or not jailed")
 	} else {
 		t.Logf("the jail rejected %.0f requests of the still-running culprit", rejected)

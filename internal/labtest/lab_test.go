@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
@@ -385,31 +383,6 @@ func runAgents(t *testing.T, ns, sa string, replicas int32, behaviour string) {
 	}
 }
 
-// dispatched reads apiserver_flowcontrol_dispatched_requests_total for one flow schema.
-func dispatched(t *testing.T, flowSchema string) float64 {
-	t.Helper()
-	raw, err := lab.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
-	if err != nil {
-		t.Fatalf("scrape /metrics: %v", err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	var total float64
-	if fam := families["apiserver_flowcontrol_dispatched_requests_total"]; fam != nil {
-		for _, m := range fam.Metric {
-			for _, l := range m.Label {
-				if l.GetName() == "flow_schema" && l.GetValue() == flowSchema {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return total
-}
-
 func create[T any](_ T, err error) error {
 	if apierrors.IsAlreadyExists(err) {
 		return nil
@@ -422,4 +395,14 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// dispatched reads apiserver_flowcontrol_dispatched_requests_total for one flow schema.
+func dispatched(t *testing.T, flowSchema string) float64 {
+	t.Helper()
+	n, err := lab.FlowCounter(context.Background(), "apiserver_flowcontrol_dispatched_requests_total", flowSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

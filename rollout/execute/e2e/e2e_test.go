@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
@@ -32,26 +31,6 @@ const nodes = 12
 
 func TestMain(m *testing.M) {
 	os.Exit(labtest.Run(m, labtest.Options{Nodes: nodes, PodsPerNode: 1, Services: 2}, &lab))
-}
-
-func daemonSet(ns, name, image string) *appsv1.DaemonSet {
-	maxUnavailable := intstr.FromInt32(1)
-	labels := map[string]string{"app": name}
-	return &appsv1.DaemonSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: name,
-					Containers:         []corev1.Container{{Name: "agent", Image: image}},
-				},
-			},
-		},
-	}
 }
 
 func setup(t *testing.T, ctx context.Context, ns, sa string) {
@@ -148,7 +127,7 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	defer cancel()
 	const ns, name = "obs-create", "agent"
 	setup(t, ctx, ns, name)
-	user := daemonSet(ns, name, "agent:v1")
+	user := labtest.AgentDaemonSet(ns, name, "agent:v1", "")
 	st := must(t)(state.New(state.Start{
 		ID: "create-1", Kind: state.Create, WavesSpec: "25%,100%",
 		Targets: resolve(t, "25%,100%", eligibleCount(t, ctx, user.Spec.Template.Spec)), Eligible: nodes,
@@ -271,7 +250,7 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	defer cancel()
 	const ns, name = "obs-update", "agent"
 	setup(t, ctx, ns, name)
-	original := daemonSet(ns, name, "agent:v1")
+	original := labtest.AgentDaemonSet(ns, name, "agent:v1", "")
 	ds, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, original, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create DaemonSet: %v", err)
@@ -370,7 +349,7 @@ func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
 	defer cancel()
 	const ns, name = "obs-batch", "agent"
 	setup(t, ctx, ns, name)
-	user := daemonSet(ns, name, "agent:v1")
+	user := labtest.AgentDaemonSet(ns, name, "agent:v1", "")
 	st := must(t)(state.New(state.Start{
 		ID: "batch-1", Kind: state.Create, WavesSpec: "2,8,100%", Targets: []int{2, 8, 12}, Eligible: nodes,
 		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,

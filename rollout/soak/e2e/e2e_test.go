@@ -14,7 +14,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
@@ -31,27 +30,6 @@ const nodes = 12
 
 func TestMain(m *testing.M) {
 	os.Exit(labtest.Run(m, labtest.Options{Nodes: nodes, PodsPerNode: 40, Services: 4}, &lab))
-}
-
-// agent is a new DaemonSet whose pods the lab drives with behavior, as service account name.
-func agent(ns, name, behavior string) *appsv1.DaemonSet {
-	maxUnavailable := intstr.FromInt32(1)
-	labels := map[string]string{"app": name}
-	return &appsv1.DaemonSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType,
-				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{"lab.bulkhead.dev/behavior": behavior}},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: name,
-					Containers:         []corev1.Container{{Name: "agent", Image: "agent:v1"}},
-				},
-			},
-		},
-	}
 }
 
 // setup creates the namespace and a service account allowed to read pods cluster-wide.
@@ -146,7 +124,7 @@ func TestAWellBehavedAgentReachesTheWholeFleet(t *testing.T) {
 	defer cancel()
 	const ns, name = "good", "agent"
 	setup(t, ctx, ns, name)
-	ds := agent(ns, name, "- watch: pods\n  fieldSelector: spec.nodeName=$(NODE_NAME)\n")
+	ds := labtest.AgentDaemonSet(ns, name, "agent:v1", "- watch: pods\n  fieldSelector: spec.nodeName=$(NODE_NAME)\n")
 	final, decisions := rollout(t, ctx, ds, "25%,100%", 10)
 	if final.Phase != state.Complete {
 		t.Fatalf("phase %s (reason %q), want Complete", final.Phase, final.Reason)
@@ -169,7 +147,7 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneAndRolledBack(t *testing.T) {
 	const ns, name = "seed", "telemetry"
 	setup(t, ctx, ns, name)
 	// Every agent LISTs every pod of the cluster, often: cost per agent ∝ cluster size.
-	ds := agent(ns, name, "- list: pods\n  every: 100ms\n")
+	ds := labtest.AgentDaemonSet(ns, name, "agent:v1", "- list: pods\n  every: 100ms\n")
 	// 0.2% of 600 seats is 1 seat. On a quiet box 3 agents hold ~0.6 seats, so 12 would need ~2.5
 	// (95%: 1.9–3.0): far over 1 seat, while a 3-seat budget (0.5%) let them through — correctly —
 	// in a clean-clone CI run. A loaded box only makes each LIST, and the prediction, dearer.

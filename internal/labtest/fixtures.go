@@ -1,0 +1,67 @@
+package labtest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// BehaviorAnnotation makes the lab perform API calls as a pod's service account.
+const BehaviorAnnotation = "lab.bulkhead.dev/behavior"
+
+// FlowCounter sums one APF counter family (for example
+// apiserver_flowcontrol_dispatched_requests_total) over the series of one flow schema, as the
+// lab's apiserver reports it on /metrics.
+func (l *Lab) FlowCounter(ctx context.Context, family, flowSchema string) (float64, error) {
+	raw, err := l.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("scrape /metrics: %w", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+	if err != nil {
+		return 0, fmt.Errorf("parse /metrics: %w", err)
+	}
+	var total float64
+	for _, m := range families[family].GetMetric() {
+		for _, label := range m.GetLabel() {
+			if label.GetName() == "flow_schema" && label.GetValue() == flowSchema {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total, nil
+}
+
+// AgentDaemonSet is a DaemonSet of agents running as service account name that rolls one node
+// at a time. A non-empty behavior becomes its pods' BehaviorAnnotation.
+func AgentDaemonSet(ns, name, image, behavior string) *appsv1.DaemonSet {
+	maxUnavailable := intstr.FromInt32(1)
+	labels := map[string]string{"app": name}
+	var annotations map[string]string
+	if behavior != "" {
+		annotations = map[string]string{BehaviorAnnotation: behavior}
+	}
+	return &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxUnavailable: &maxUnavailable}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec: corev1.PodSpec{
+					ServiceAccountName: name,
+					Containers:         []corev1.Container{{Name: "agent", Image: image}},
+				},
+			},
+		},
+	}
+}
