@@ -101,7 +101,8 @@ func (p *apiProbe) take(stuckAfter time.Duration) (latencies []float64, failed, 
 
 // dnsProbe resolves Service names round-robin against one DNS server over UDP, as a stub
 // resolver with `options timeout:1 attempts:2` does: a query that gets no answer, or an error,
-// is asked once more. An answer counts when it is NOERROR with at least one record.
+// is asked once more, and a truncated answer is asked again over TCP (headless Services with many
+// endpoints do not fit in 512 bytes). An answer counts when it is NOERROR with at least one record.
 type dnsProbe struct {
 	addr  string
 	names []string
@@ -112,6 +113,7 @@ type dnsProbe struct {
 
 func (p *dnsProbe) run(ctx context.Context, perSecond int) {
 	client := &miekgdns.Client{Net: "udp", Timeout: time.Second}
+	overTCP := &miekgdns.Client{Net: "tcp", Timeout: time.Second}
 	tick := time.NewTicker(time.Second / time.Duration(perSecond))
 	defer tick.Stop()
 	for i := 0; ; i++ {
@@ -128,6 +130,9 @@ func (p *dnsProbe) run(ctx context.Context, perSecond int) {
 			q := new(miekgdns.Msg)
 			q.SetQuestion(p.names[i%len(p.names)], miekgdns.TypeA)
 			resp, _, err := client.ExchangeContext(ctx, q, p.addr)
+			if err == nil && resp.Truncated {
+				resp, _, err = overTCP.ExchangeContext(ctx, q, p.addr)
+			}
 			if ctx.Err() != nil {
 				return
 			}
