@@ -129,7 +129,8 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 		ID:        fmt.Sprintf("%s-%04x", time.Now().UTC().Format("20060102-150405"), rand.IntN(1<<16)),
 		WavesSpec: o.Waves, Targets: targets, Eligible: eligible,
 		Soak: o.Soak, BudgetPercent: o.BudgetPercent, BudgetSeats: float64(laneSeats * replicas),
-		Lane: lane, OriginalStrategy: ds.Spec.UpdateStrategy, Before: soak.Baseline(before, lane),
+		CapacitySeats: float64(perReplica * replicas),
+		Lane:          lane, OriginalStrategy: ds.Spec.UpdateStrategy, Before: soak.Baseline(before, lane),
 	}
 	if current == nil {
 		start.Kind, start.NodeLabel = state.Create, execute.NodeLabelKey(ds.Namespace, ds.Name)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,13 +18,14 @@ import (
 	"github.com/bulkhead-dev/bulkhead/rollout"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/plan"
+	"github.com/bulkhead-dev/bulkhead/rollout/report"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
 func newRolloutCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
-		file, budget string
-		opts         = rollout.Options{Waves: plan.DefaultWaves, Soak: time.Minute, Interval: 5 * time.Second}
+		file, budget, reportFile string
+		opts                     = rollout.Options{Waves: plan.DefaultWaves, Soak: time.Minute, Interval: 5 * time.Second}
 	)
 	cmd := &cobra.Command{
 		Use:   "rollout",
@@ -36,7 +38,7 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 	apply := &cobra.Command{
 		Use:     "apply -f daemonset.yaml",
 		Short:   "Start a guarded rollout of a new or changed DaemonSet and follow it to its end",
-		Example: `  bulkhead rollout apply -f agent-ds.yaml --waves 1%,5%,25%,100% --soak 60s --budget 10%`,
+		Example: `  bulkhead rollout apply -f agent-ds.yaml --waves 1%,5%,25%,100% --soak 60s --budget 10% --report rollout.html`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -47,6 +49,9 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 				return err
 			}
 			if _, err := opts.Validate(); err != nil {
+				return err
+			}
+			if err := checkReport(reportFile); err != nil {
 				return err
 			}
 			data, err := os.ReadFile(file)
@@ -65,7 +70,7 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 			if err != nil {
 				return err
 			}
-			return followRollout(cmd, deps, ds.Namespace, ds.Name, func(ctx context.Context) (state.State, error) {
+			return followRollout(cmd, deps, ds.Namespace, ds.Name, reportFile, func(ctx context.Context) (state.State, error) {
 				return rollout.Apply(ctx, deps, ds, opts)
 			})
 		},
@@ -77,12 +82,16 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 	af.StringVar(&budget, "budget", "10%", "share of the API servers' seats the DaemonSet may use at 100%")
 	af.DurationVar(&opts.Interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
 	af.IntVar(&opts.ServerSeats, "server-seats", 0, "one API server's seats (max-requests-inflight + max-mutating-requests-inflight); 0 reads them from its metrics")
+	af.StringVar(&reportFile, reportFlag, "", reportUsage)
 
 	resume := &cobra.Command{
 		Use:   "resume <daemonset>",
 		Short: "Continue a paused rollout, or one whose bulkhead died",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkReport(reportFile); err != nil {
+				return err
+			}
 			ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
 			if err != nil {
 				return fmt.Errorf("namespace: %w", err)
@@ -91,18 +100,22 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 			if err != nil {
 				return err
 			}
-			return followRollout(cmd, deps, ns, args[0], func(ctx context.Context) (state.State, error) {
+			return followRollout(cmd, deps, ns, args[0], reportFile, func(ctx context.Context) (state.State, error) {
 				return rollout.Resume(ctx, deps, opts, ns, args[0])
 			})
 		},
 	}
 	resume.Flags().DurationVar(&opts.Interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
+	resume.Flags().StringVar(&reportFile, reportFlag, "", reportUsage)
 
 	status := &cobra.Command{
 		Use:   "status <daemonset>",
 		Short: "Show a rollout's state, from any machine",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkReport(reportFile); err != nil {
+				return err
+			}
 			client, ns, err := rolloutClient(cmd, kube)
 			if err != nil {
 				return err
@@ -112,9 +125,10 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 				return err
 			}
 			fmt.Fprint(cmd.OutOrStdout(), rollout.Describe(ns, args[0], st, time.Now()))
-			return nil
+			return writeReport(cmd, reportFile, ns, args[0], st)
 		},
 	}
+	status.Flags().StringVar(&reportFile, reportFlag, "", reportUsage)
 	transition := func(use, short string, f func(context.Context, kubernetes.Interface, string, string) (state.State, error)) *cobra.Command {
 		return &cobra.Command{
 			Use:   use + " <daemonset>",
@@ -180,8 +194,34 @@ func rolloutDeps(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (rollo
 	}, nil
 }
 
-// followRollout runs a rollout until it ends; Ctrl-C pauses it safely between steps.
-func followRollout(cmd *cobra.Command, deps rollout.Deps, ns, name string, run func(context.Context) (state.State, error)) error {
+const (
+	reportFlag  = "report"
+	reportUsage = "write the rollout's report: FILE as an HTML page with a chart, and FILE with a .json extension as JSON (FILE.json: JSON only)"
+)
+
+func checkReport(file string) error {
+	if file == "" {
+		return nil
+	}
+	return report.CheckPath(file)
+}
+
+// writeReport writes the report of st when --report was given.
+func writeReport(cmd *cobra.Command, file, ns, name string, st state.State) error {
+	if file == "" || st.ID == "" {
+		return nil
+	}
+	written, err := report.WriteFiles(file, report.FromState(ns, name, st))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "report: %s\n", strings.Join(written, ", "))
+	return nil
+}
+
+// followRollout runs a rollout until it ends; Ctrl-C pauses it safely between steps. The
+// report, when asked for, is written whatever the end: complete, rolled back, paused.
+func followRollout(cmd *cobra.Command, deps rollout.Deps, ns, name, reportFile string, run func(context.Context) (state.State, error)) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if s, ok := deps.Scraper.(*controlplane.Scraper); ok {
@@ -191,16 +231,20 @@ func followRollout(cmd *cobra.Command, deps rollout.Deps, ns, name string, run f
 	if ctx.Err() != nil { // interrupted (here, or by main's own signal handler)
 		pauseCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, perr := rollout.Pause(pauseCtx, deps.Client, ns, name); perr != nil {
+		paused, perr := rollout.Pause(pauseCtx, deps.Client, ns, name)
+		if perr != nil {
 			return errors.Join(err, fmt.Errorf("interrupted, and could not pause: %w", perr))
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "interrupted: rollout paused; `bulkhead rollout resume %s -n %s` continues it\n", name, ns)
-		return nil
+		return writeReport(cmd, reportFile, ns, name, paused)
 	}
 	if err != nil {
-		return err
+		return errors.Join(err, writeReport(cmd, reportFile, ns, name, st))
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s/%s: %s\n", ns, name, st.Phase)
+	if err := writeReport(cmd, reportFile, ns, name, st); err != nil {
+		return err
+	}
 	if st.Phase == state.RolledBack {
 		return fmt.Errorf("rollout of %s/%s rolled back: %s", ns, name, st.Reason)
 	}

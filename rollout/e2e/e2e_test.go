@@ -4,6 +4,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/bulkhead-dev/bulkhead/rollout"
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
+	"github.com/bulkhead-dev/bulkhead/rollout/report"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -145,16 +147,26 @@ func TestApplyThenUpdateThroughTheCommandLine(t *testing.T) {
 		}
 	}
 
+	reportFile := filepath.Join(t.TempDir(), "rollout.html")
 	out, err = bulkhead(ctx, "rollout", "apply", "-f", writeManifest(t, ns, name, "agent:v2"),
-		"--waves", "25%,100%", "--soak", "8s", "--interval", "2s")
+		"--waves", "25%,100%", "--soak", "8s", "--interval", "2s", "--report", reportFile)
 	t.Log(out)
 	if err != nil {
 		t.Fatalf("apply of an update: %v", err)
 	}
-	for _, want := range []string{"(update)", "baseline: 12 agents use", "wave 1: 3 agents (new version)", "cli/agent: Complete"} {
+	for _, want := range []string{"(update)", "baseline: 12 agents use", "wave 1: 3 agents (new version)", "cli/agent: Complete",
+		"report: " + reportFile + ", " + strings.TrimSuffix(reportFile, ".html") + ".json"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("update output lacks %q", want)
 		}
+	}
+	r := readReport(t, strings.TrimSuffix(reportFile, ".html")+".json")
+	if r.Phase != "Complete" || r.Kind != "update" || len(r.Steps) != 3 || r.Steps[0].Label != "baseline" || r.Steps[2].Nodes != nodes ||
+		r.Steps[2].Predicted == nil || r.CapacitySeats != 598 || r.BudgetSeats != 59 {
+		t.Fatalf("report: %+v", r)
+	}
+	if page := string(must(os.ReadFile(reportFile))); !strings.Contains(page, "<svg") || !strings.Contains(page, r.Steps[1].Headline) {
+		t.Fatalf("the HTML report lacks the chart or wave 1's decision")
 	}
 	ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -226,10 +238,15 @@ func TestAKilledRolloutResumesFromItsAnnotation(t *testing.T) {
 		t.Fatalf("the refused apply changed the cluster:\n%s\n%s", before, after)
 	}
 
-	out, err := bulkhead(ctx, "rollout", "resume", name, "-n", ns, "--interval", "2s")
+	reportFile := filepath.Join(t.TempDir(), "resumed.json")
+	out, err := bulkhead(ctx, "rollout", "resume", name, "-n", ns, "--interval", "2s", "--report", reportFile)
 	t.Log(out)
 	if err != nil {
 		t.Fatalf("resume: %v", err)
+	}
+	// The resumed process reports the whole rollout, from the annotation.
+	if r := readReport(t, reportFile); r.Phase != "Complete" || len(r.Steps) != 2 || r.Steps[0].Nodes != 3 || r.Steps[1].Nodes != nodes {
+		t.Fatalf("report after resume: %+v", r)
 	}
 	if !strings.Contains(out, "wave 1: 3 agents use") || !strings.Contains(out, "resume/agent: Complete") {
 		t.Fatalf("resume output:\n%s", out)
@@ -269,6 +286,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"budget zero", []string{"rollout", "apply", "-f", good, "--budget", "0%"}, "must be within (0, 100%]"},
 		{"budget over 100%", []string{"rollout", "apply", "-f", good, "--budget", "150%"}, "must be within (0, 100%]"},
 		{"no manifest", []string{"rollout", "apply"}, "-f: the DaemonSet manifest is required"},
+		{"report in a missing directory", []string{"rollout", "apply", "-f", good, "--report", filepath.Join(dir, "nope", "r.html")}, "does not exist"},
 		{"the default service account", []string{"rollout", "apply", "-f", defaultSA}, "default service account"},
 		{"status of an unknown DaemonSet", []string{"rollout", "status", "nope", "-n", ns}, `daemonsets.apps "nope" not found`},
 		{"resume of an unknown DaemonSet", []string{"rollout", "pause", "nope", "-n", ns}, `not found`},
@@ -285,6 +303,15 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 			}
 		})
 	}
+}
+
+func readReport(t *testing.T, path string) report.Report {
+	t.Helper()
+	var r report.Report
+	if err := json.Unmarshal(must(os.ReadFile(path)), &r); err != nil {
+		t.Fatalf("report %s: %v", path, err)
+	}
+	return r
 }
 
 func must[T any](v T, err error) T {

@@ -91,3 +91,26 @@ func TestTheBaselineSurvivesTheAnnotation(t *testing.T) {
 		t.Fatalf("the lane itself is no baseline: %+v", b)
 	}
 }
+
+func TestRecordKeepsTheMeasurementThePredictionAndTheHeadline(t *testing.T) {
+	d := analyze.Decision{
+		Verdict:     analyze.Halt,
+		Headline:    "wave 1: 2 agents use 0.6 seats steady; 200 agents would need 62 seats (95%: 23–101) against a budget of 59 — halting",
+		Measurement: predict.Measurement{Steady: predict.Estimate{Mean: 0.62, SE: 0.1, Samples: 5}, BurstPeakPerAgent: 0.4},
+		Prediction:  &predict.Prediction{Agents: 200, Seats: predict.Estimate{Mean: 62, SE: 20, Samples: 5}},
+		MaxNextWave: -1,
+	}
+	at := start.Add(time.Minute)
+	rec := Record(d, analyze.Agents{Desired: 2, Ready: 2, Old: 0}, at)
+	want := state.WaveRecord{New: 2, Seats: 0.62, SE: 0.1, Samples: 5, BurstPeakPerAgent: 0.4, Headline: d.Headline, At: at,
+		Predicted: 62, PredictedLow: d.Prediction.Seats.Low(), PredictedHigh: d.Prediction.Seats.High()}
+	if !reflect.DeepEqual(rec, want) {
+		t.Fatalf("Record = %+v\nwant     %+v", rec, want)
+	}
+	if rec.PredictedLow >= 62 || rec.PredictedHigh <= 62 {
+		t.Fatalf("interval %v–%v does not surround the estimate", rec.PredictedLow, rec.PredictedHigh)
+	}
+	if noFit := Record(analyze.Decision{MaxNextWave: -1}, analyze.Agents{}, at); noFit.Predicted != 0 || noFit.MaxNextWave != 0 {
+		t.Fatalf("without a prediction: %+v", noFit)
+	}
+}

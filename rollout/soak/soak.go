@@ -98,11 +98,26 @@ func (s *Soaker) Watch(ctx context.Context, ds *appsv1.DaemonSet, st state.State
 			s.Progress(d)
 		}
 		if d.Verdict != analyze.Hold {
-			m := d.Measurement
-			return d, state.WaveRecord{Old: agents.Old, New: agents.Desired, Seats: m.Steady.Mean, SE: m.Steady.SE,
-				Samples: m.Steady.Samples, BurstPeakPerAgent: m.BurstPeakPerAgent, MaxNextWave: max(d.MaxNextWave, 0)}, nil
+			rec := Record(d, agents, time.Now())
+			if readyAt >= 0 {
+				rec.ReadyAt = start.Add(readyAt)
+			}
+			return d, rec, nil
 		}
 	}
+}
+
+// Record is what the state keeps of a wave's final decision: the steady measurement for the
+// regression, and the prediction and headline for the report.
+func Record(d analyze.Decision, agents analyze.Agents, at time.Time) state.WaveRecord {
+	m := d.Measurement
+	rec := state.WaveRecord{Old: agents.Old, New: agents.Desired, Seats: m.Steady.Mean, SE: m.Steady.SE,
+		Samples: m.Steady.Samples, BurstPeakPerAgent: m.BurstPeakPerAgent, MaxNextWave: max(d.MaxNextWave, 0),
+		Headline: d.Headline, At: at}
+	if p := d.Prediction; p != nil {
+		rec.Predicted, rec.PredictedLow, rec.PredictedHigh = p.Seats.Mean, p.Seats.Low(), p.Seats.High()
+	}
+	return rec
 }
 
 // countAgents counts the wave's agents from the pod cache: new-revision pods (Ready, and

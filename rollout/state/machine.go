@@ -64,6 +64,7 @@ type Start struct {
 	Soak             time.Duration
 	BudgetPercent    float64
 	BudgetSeats      float64
+	CapacitySeats    float64
 	Lane             Lane
 	NodeLabel        string
 	OriginalStrategy appsv1.DaemonSetUpdateStrategy
@@ -77,7 +78,7 @@ func New(st Start, now time.Time) (State, error) {
 	s := State{
 		Version: version, ID: st.ID, Kind: st.Kind,
 		WavesSpec: st.WavesSpec, Targets: append([]int(nil), st.Targets...), Eligible: st.Eligible,
-		Soak: Duration{st.Soak}, BudgetPercent: st.BudgetPercent, BudgetSeats: st.BudgetSeats,
+		Soak: Duration{st.Soak}, BudgetPercent: st.BudgetPercent, BudgetSeats: st.BudgetSeats, CapacitySeats: st.CapacitySeats,
 		Lane: st.Lane, NodeLabel: st.NodeLabel, OriginalStrategy: st.OriginalStrategy, OriginalHash: st.OriginalHash,
 		Before: append([]FlowBaseline(nil), st.Before...), Updated: now,
 	}
@@ -114,7 +115,8 @@ func (s State) WaveRolled(done int, now time.Time) (State, error) {
 
 // Decided applies an analysis verdict to a soaking wave or the baseline. Proceed records the
 // wave's measurement and moves on (to the next wave, or to finishing after the last); Hold
-// changes nothing; Halt starts the rollback with the reasons.
+// changes nothing; Halt starts the rollback with the reasons, keeping the halting wave's
+// record for the report.
 func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now time.Time) (State, error) {
 	if s.Phase != Soaking && s.Phase != Baseline {
 		return s, fmt.Errorf("a %s verdict needs a soaking wave, but the rollout is in phase %s", v, s.Phase)
@@ -123,7 +125,8 @@ func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now tim
 	case analyze.Hold:
 		return s, nil
 	case analyze.Halt:
-		s.Phase, s.Reason, s.Updated = RollingBack, reason, now
+		rec.Wave = s.Wave
+		s.Phase, s.Reason, s.Halted, s.Updated = RollingBack, reason, &rec, now
 		return s, nil
 	case analyze.Proceed:
 	default:

@@ -68,6 +68,9 @@ type State struct {
 	Soak          Duration `json:"soak"`
 	BudgetPercent float64  `json:"budgetPercent"`
 	BudgetSeats   float64  `json:"budgetSeats"`
+	// CapacitySeats is the API servers' seats, summed over replicas, when the rollout began:
+	// the line the budget is a share of, for the report. 0 in states written before it existed.
+	CapacitySeats float64 `json:"capacitySeats,omitempty"`
 
 	// Lane names the rollout's FlowSchema and PriorityLevelConfiguration.
 	Lane Lane `json:"lane"`
@@ -84,6 +87,9 @@ type State struct {
 	Before []FlowBaseline `json:"before,omitempty"`
 	// History keeps each finished wave's steady measurement for the per-version regression.
 	History []WaveRecord `json:"history,omitempty"`
+	// Halted is the measurement of the soak that decided to halt, kept for the report; it is
+	// not a regression point (History is), since the rollback undoes it.
+	Halted *WaveRecord `json:"halted,omitempty"`
 	// Reason says why a rollout is rolling back (halt reasons or "aborted by user").
 	Reason string `json:"reason,omitempty"`
 	// Updated is when this state was last written.
@@ -116,6 +122,18 @@ type WaveRecord struct {
 	// MaxNextWave is how many agents the next wave may start at once with their start-up
 	// burst inside the budget (analyze.Decision.MaxNextWave); 0 when unknown.
 	MaxNextWave int `json:"maxNextWave,omitempty"`
+
+	// What the decision predicted for the whole fleet, in seats (95% interval); all zero when
+	// no cost could be fitted (the baseline, or a halt before a steady sample).
+	Predicted     float64 `json:"predicted,omitempty"`
+	PredictedLow  float64 `json:"predictedLow,omitempty"`
+	PredictedHigh float64 `json:"predictedHigh,omitempty"`
+	// Headline is the decision in words (analyze.Decision.Headline).
+	Headline string `json:"headline,omitempty"`
+	// ReadyAt is when every agent of the wave was Ready (zero if they never were); At is when
+	// the soak decided.
+	ReadyAt time.Time `json:"readyAt,omitzero"`
+	At      time.Time `json:"at,omitzero"`
 }
 
 // Terminal reports whether nothing is left to do.

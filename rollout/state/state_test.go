@@ -199,10 +199,14 @@ func TestAnUpdateBeginsWithABaselineAndHaltsIntoARollback(t *testing.T) {
 		t.Fatalf("after the baseline: %s wave %d started %v", s.Phase, s.Wave, s.WaveStarted)
 	}
 	s = must(s.WaveRolled(2, at(70)))
-	s = must(s.Decided(analyze.Halt, WaveRecord{}, "200 agents would need 200 seats", at(100)))
+	s = must(s.Decided(analyze.Halt, WaveRecord{New: 2, Old: 198, Seats: 22, SE: 0.5, Samples: 4, Predicted: 200, Headline: "wave 1: … — halting"},
+		"200 agents would need 200 seats", at(100)))
 	s = roundTrip(t, s)
 	if s.Phase != RollingBack || s.NextAction() != Rollback || s.Reason != "200 agents would need 200 seats" {
 		t.Fatalf("after a halt: %s/%s %q", s.Phase, s.NextAction(), s.Reason)
+	}
+	if h := s.Halted; h == nil || h.Wave != 1 || h.Predicted != 200 || h.Headline != "wave 1: … — halting" {
+		t.Fatalf("the halting wave's record is kept for the report: %+v", h)
 	}
 	if _, err := s.Pause(at(101)); err == nil || !strings.Contains(err.Error(), "a rollback cannot be paused") {
 		t.Fatalf("pausing a rollback: %v", err)
