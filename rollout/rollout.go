@@ -45,6 +45,9 @@ type Deps struct {
 	// Log receives progress lines; Decisions each wave's final decision.
 	Log       func(string)
 	Decisions func(analyze.Decision)
+	// Rollback, when set, gives the client a rollback runs with (BreakGlassRollback); nil
+	// rolls back with Client.
+	Rollback func(context.Context) kubernetes.Interface
 }
 
 // Validate checks options before anything is read from or written to the cluster.
@@ -200,10 +203,11 @@ func Status(ctx context.Context, client kubernetes.Interface, namespace, name st
 
 func run(ctx context.Context, d Deps, o Options, before controlplane.Reading, namespace, name string) (state.State, error) {
 	runner := &execute.Runner{
-		Client:    d.Client,
-		Watcher:   &soak.Soaker{Scraper: d.Scraper, Client: d.Client, Before: before, Interval: o.Interval, Limits: o.Limits},
-		Log:       d.Log,
-		Decisions: d.Decisions,
+		Client:         d.Client,
+		Watcher:        &soak.Soaker{Scraper: d.Scraper, Client: d.Client, Before: before, Interval: o.Interval, Limits: o.Limits},
+		Log:            d.Log,
+		Decisions:      d.Decisions,
+		RollbackClient: d.Rollback,
 	}
 	return runner.Run(ctx, namespace, name)
 }

@@ -188,9 +188,10 @@ func rolloutDeps(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (rollo
 		return rollout.Deps{}, err
 	}
 	out := cmd.OutOrStdout()
+	log := func(line string) { fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line) }
 	return rollout.Deps{
-		Client: client, Scraper: scraper,
-		Log: func(line string) { fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line) },
+		Client: client, Scraper: scraper, Log: log,
+		Rollback: rollout.BreakGlassRollback(cfg, client, log),
 	}, nil
 }
 

@@ -29,6 +29,10 @@ type Runner struct {
 	// Log receives one line per step; Decisions every wave's final decision.
 	Log       func(string)
 	Decisions func(analyze.Decision)
+	// RollbackClient, when set, is asked for the client each rollback runs with, when the
+	// rollback begins (rollout.BreakGlassRollback: the break-glass lane when installed); nil
+	// means Client.
+	RollbackClient func(ctx context.Context) kubernetes.Interface
 }
 
 // Run works until the rollout is over, paused, or ctx ends, and returns the last state.
@@ -42,7 +46,13 @@ func (r *Runner) Run(ctx context.Context, namespace, name string) (state.State, 
 		if action == state.None || action == state.Wait {
 			return st, nil
 		}
-		next, err := r.do(ctx, ds, st, action)
+		// A rollback must get through when the API servers struggle: its requests, and the
+		// state it saves, travel the rollback client's lane.
+		client := r.Client
+		if action == state.Rollback && r.RollbackClient != nil {
+			client = r.RollbackClient(ctx)
+		}
+		next, err := r.do(ctx, client, ds, st, action)
 		if errors.Is(err, ErrStateChanged) {
 			r.logf("the rollout was changed by another command; re-reading it")
 			continue
@@ -54,7 +64,7 @@ func (r *Runner) Run(ctx context.Context, namespace, name string) (state.State, 
 			r.logf("rolled back: DaemonSet %s/%s deleted (%s)", namespace, name, st.Reason)
 			return next, nil // the DaemonSet, and its annotation, are gone
 		}
-		if _, err := SaveState(ctx, r.Client, ds, st, next); errors.Is(err, ErrStateChanged) {
+		if _, err := SaveState(ctx, client, ds, st, next); errors.Is(err, ErrStateChanged) {
 			// A pause or abort landed while the action ran: the action is idempotent, so
 			// dropping its transition is safe; the new state decides what happens next.
 			r.logf("the rollout was changed by another command; re-reading it")
@@ -65,15 +75,15 @@ func (r *Runner) Run(ctx context.Context, namespace, name string) (state.State, 
 	}
 }
 
-func (r *Runner) do(ctx context.Context, ds *appsv1.DaemonSet, st state.State, action state.Action) (state.State, error) {
+func (r *Runner) do(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State, action state.Action) (state.State, error) {
 	switch action {
 	case state.RollWave:
-		done, err := RollWave(ctx, r.Client, ds, st)
+		done, err := RollWave(ctx, client, ds, st)
 		if err != nil {
 			return st, err
 		}
 		r.logf("wave %d: %d of %d nodes switched", st.Wave, done, st.Eligible)
-		r.event(ctx, ds, false, "WaveStarted", fmt.Sprintf("wave %d: %d of %d nodes switched", st.Wave, done, st.Eligible))
+		r.event(ctx, client, ds, false, "WaveStarted", fmt.Sprintf("wave %d: %d of %d nodes switched", st.Wave, done, st.Eligible))
 		return st.WaveRolled(done, time.Now())
 	case state.Soak:
 		d, rec, err := r.watch(ctx, ds, st)
@@ -81,22 +91,22 @@ func (r *Runner) do(ctx context.Context, ds *appsv1.DaemonSet, st state.State, a
 			return st, err
 		}
 		r.logf("%s", d.Headline)
-		r.event(ctx, ds, d.Verdict == analyze.Halt, "Wave"+strings.ToUpper(string(d.Verdict[:1]))+string(d.Verdict[1:]), d.Headline)
+		r.event(ctx, client, ds, d.Verdict == analyze.Halt, "Wave"+strings.ToUpper(string(d.Verdict[:1]))+string(d.Verdict[1:]), d.Headline)
 		if r.Decisions != nil {
 			r.Decisions(d)
 		}
 		return st.Decided(d.Verdict, rec, strings.Join(d.Reasons, "; "), time.Now())
 	case state.Finish:
-		if err := Finish(ctx, r.Client, ds, st); err != nil {
+		if err := Finish(ctx, client, ds, st); err != nil {
 			return st, err
 		}
 		r.logf("complete: %d nodes run the new pods; update strategy restored, lane removed", st.Eligible)
-		r.event(ctx, ds, false, "RolloutComplete", fmt.Sprintf("rollout %s complete on %d nodes", st.ID, st.Eligible))
+		r.event(ctx, client, ds, false, "RolloutComplete", fmt.Sprintf("rollout %s complete on %d nodes", st.ID, st.Eligible))
 		return st.Finished(time.Now())
 	case state.Rollback:
 		r.logf("rolling back: %s", st.Reason)
-		r.event(ctx, ds, true, "RollingBack", st.Reason)
-		if err := Rollback(ctx, r.Client, ds, st); err != nil {
+		r.event(ctx, client, ds, true, "RollingBack", st.Reason)
+		if err := Rollback(ctx, client, ds, st); err != nil {
 			return st, err
 		}
 		return st.RolledBackAt(time.Now())
@@ -134,8 +144,8 @@ func (r *Runner) watch(ctx context.Context, ds *appsv1.DaemonSet, st state.State
 // stateCheckInterval is how often a soak looks for a pause or an abort.
 const stateCheckInterval = 2 * time.Second
 
-func (r *Runner) event(ctx context.Context, ds *appsv1.DaemonSet, warning bool, reason, message string) {
-	if err := Event(ctx, r.Client, ds, warning, reason, message); err != nil {
+func (r *Runner) event(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, warning bool, reason, message string) {
+	if err := Event(ctx, client, ds, warning, reason, message); err != nil {
 		r.logf("%v", err)
 	}
 }
