@@ -306,6 +306,36 @@ func TestAnalyzePredictsFromTheLatestWaveWhenCostPerAgentGrows(t *testing.T) {
 	}
 }
 
+// The demo's telemetry agent, with a budget large enough to reach wave 3: 0.015 seats per agent
+// at 2 agents, 0.22 at 50, measured over samples so noisy that the two intervals overlap. The
+// fleet cannot need less than 4× what 50 agents already use.
+func TestAnalyzeNeverPredictsBelowTheLatestWavesCostPerAgent(t *testing.T) {
+	noisy := lane(80*time.Second, 25, 11)
+	for i := range noisy {
+		if noisy[i].End > 25*time.Second && i%2 == 0 {
+			noisy[i].ExecutingSeats, noisy[i].DispatchedPerSec = 1, 10
+		} else if noisy[i].End > 25*time.Second {
+			noisy[i].ExecutingSeats, noisy[i].DispatchedPerSec = 21, 210
+		}
+	}
+	o := Observations{
+		Wave: 3, FleetSize: 200, BudgetSeats: 60, Soak: 30 * time.Second, Elapsed: 80 * time.Second,
+		Agents: Agents{Desired: 50, Ready: 50, Started: 40, ReadyAt: 10 * time.Second},
+		Lane:   noisy,
+		History: []predict.Point{
+			{New: 2, Seats: predict.Estimate{Mean: 0.03, SE: 0.002, Samples: 9}},
+			{New: 10, Seats: predict.Estimate{Mean: 0.16, SE: 0.01, Samples: 9}},
+		},
+	}
+	d := Analyze(o)
+	if d.Prediction == nil || d.Prediction.Seats.Mean < 40 {
+		t.Fatalf("prediction %+v below 4 × the 11 seats 50 agents use; headline %q", d.Prediction, d.Headline)
+	}
+	if !containsSome(d.Notes, "the cost per agent grew with the number of agents") {
+		t.Fatalf("notes %q", d.Notes)
+	}
+}
+
 func TestAHaltBeforeSteadyStateDoesNotClaimAMeasurement(t *testing.T) {
 	o := wave1(0.02)
 	o.Wave, o.Agents.Desired, o.Agents.Ready, o.Agents.Started = 2, 10, 10, 8
