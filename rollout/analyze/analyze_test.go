@@ -310,16 +310,13 @@ func TestAnalyzePredictsFromTheLatestWaveWhenCostPerAgentGrows(t *testing.T) {
 // at 2 agents, 0.22 at 50, measured over samples so noisy that the two intervals overlap. The
 // fleet cannot need less than 4× what 50 agents already use.
 func TestAnalyzeNeverPredictsBelowTheLatestWavesCostPerAgent(t *testing.T) {
-	noisy := lane(80*time.Second, 25, 11)
-	for i := range noisy {
-		if noisy[i].End > 25*time.Second && i%2 == 0 {
-			noisy[i].ExecutingSeats, noisy[i].DispatchedPerSec = 1, 10
-		} else if noisy[i].End > 25*time.Second {
-			noisy[i].ExecutingSeats, noisy[i].DispatchedPerSec = 21, 210
-		}
+	noisy := lane(40*time.Second, 25, 11)
+	for i, seats := range []float64{1, 21, 11} { // the three steady intervals
+		s := &noisy[len(noisy)-3+i]
+		s.ExecutingSeats, s.DispatchedPerSec = seats, seats/0.1
 	}
 	o := Observations{
-		Wave: 3, FleetSize: 200, BudgetSeats: 60, Soak: 30 * time.Second, Elapsed: 80 * time.Second,
+		Wave: 3, FleetSize: 200, BudgetSeats: 60, Soak: 30 * time.Second, Elapsed: 40 * time.Second,
 		Agents: Agents{Desired: 50, Ready: 50, Started: 40, ReadyAt: 10 * time.Second},
 		Lane:   noisy,
 		History: []predict.Point{
