@@ -21,12 +21,33 @@ type component struct {
 	// onStart, when set, runs right after each launch (the apiserver joins its memory cgroup).
 	onStart func(pid int) error
 
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	wanted   bool
-	closing  bool
-	restarts int
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	launchedAt time.Time
+	wanted     bool
+	closing    bool
+	restarts   int
+	// crashLoop counts deaths in a row, each within crashLoopReset of its launch.
+	crashLoop int
+}
+
+// The kubelet's container restart back-off: 10 s after the first crash, doubling to at most
+// 5 minutes, forgotten once the container has run for 10 minutes. A crash-looping apiserver is
+// down most of the time, as the seed's were.
+const (
+	crashBackoffInitial = 10 * time.Second
+	crashBackoffMax     = 5 * time.Minute
+	crashLoopReset      = 10 * time.Minute
+)
+
+// restartDelay is how long to wait before the crashLoop-th restart in a row (1 for the first).
+func restartDelay(crashLoop int) time.Duration {
+	delay := crashBackoffInitial
+	for i := 1; i < crashLoop && delay < crashBackoffMax; i++ {
+		delay *= 2
+	}
+	return min(delay, crashBackoffMax)
 }
 
 func newComponent(name, logPath string, args []string) *component {
@@ -71,7 +92,7 @@ func (c *component) launchLocked() error {
 		}
 	}
 	exited := make(chan struct{})
-	c.cmd, c.exited = cmd, exited
+	c.cmd, c.exited, c.launchedAt = cmd, exited, time.Now()
 	go func() {
 		err := cmd.Wait()
 		logFile.Close()
@@ -83,10 +104,15 @@ func (c *component) launchLocked() error {
 		}
 		c.cmd = nil
 		if c.wanted && !c.closing {
-			// Like a kubelet with a crashed static pod: restart it, and count the restarts.
+			// Like a kubelet with a crashed static pod: restart it with back-off, and count.
 			c.restarts++
-			log.Printf("%s exited unexpectedly (%v); restarting in 2s, see %s", c.name, err, c.logPath)
-			time.AfterFunc(2*time.Second, func() {
+			if time.Since(c.launchedAt) >= crashLoopReset {
+				c.crashLoop = 0
+			}
+			c.crashLoop++
+			delay := restartDelay(c.crashLoop)
+			log.Printf("%s exited unexpectedly (%v); restarting in %s, see %s", c.name, err, delay, c.logPath)
+			time.AfterFunc(delay, func() {
 				c.mu.Lock()
 				defer c.mu.Unlock()
 				if c.wanted && !c.closing && c.cmd == nil {
