@@ -16,34 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 )
-
-const coreDNSModule = "github.com/coredns/coredns@v1.15.0"
-
-// coreDNSBinary returns CoreDNS v1.15.0: $BULKHEAD_COREDNS, or the copy in the user cache
-// directory, installing it there with `go install` (about 5 minutes cold) when it is missing.
-func coreDNSBinary(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("BULKHEAD_COREDNS"); p != "" {
-		return p
-	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(cache, "bulkhead", "bin")
-	bin := filepath.Join(dir, "coredns")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	t.Logf("installing %s into %s (takes minutes the first time)", coreDNSModule, dir)
-	cmd := exec.Command("go", "install", coreDNSModule)
-	cmd.Env = append(os.Environ(), "GOBIN="+dir)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go install %s: %v\n%s", coreDNSModule, err, out)
-	}
-	return bin
-}
 
 // coreDNS is a running CoreDNS with the kubernetes plugin against the lab.
 type coreDNS struct {
@@ -72,7 +47,7 @@ func startCoreDNS(t testing.TB, addr string, plugins ...string) *coreDNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(coreDNSBinary(t), "-conf", corefile)
+	cmd := exec.Command(labtest.CoreDNS(t), "-conf", corefile)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
