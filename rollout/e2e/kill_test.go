@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/execute"
+	"github.com/bulkhead-dev/bulkhead/rollout/state"
+)
+
+// buildBulkhead compiles the product binary for tests that need a real process.
+func buildBulkhead(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "bulkhead")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/bulkhead-dev/bulkhead/cmd/bulkhead")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build bulkhead: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// An update whose bulkhead process is killed with SIGKILL in the middle of wave 2 — no signal
+// handler runs, nothing is paused or saved — is finished by `rollout resume` in a new process:
+// every wave decided once and in order, no node switched twice, every node running exactly one
+// pod of the new revision.
+func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	const ns, name = "kill", "agent"
+	setup(t, ctx, ns, name)
+	bin := buildBulkhead(t, ctx)
+
+	// The DaemonSet as it runs before the update: v1 on every node.
+	v1, err := execute.ParseManifest([]byte(strings.NewReplacer("NAME", name, "NS", ns, "IMAGE", "agent:v1").Replace(manifest)), ns, true)
+	if err != nil {
+		t.Fatalf("ParseManifest: %v", err)
+	}
+	if _, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, v1, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create v1: %v", err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && ds.Status.NumberReady == nodes && ds.Status.UpdatedNumberScheduled == nodes, nil
+	}); err != nil {
+		t.Fatalf("v1 never ran on all %d nodes: %v", nodes, err)
+	}
+
+	var firstOut bytes.Buffer
+	first := exec.CommandContext(ctx, bin, "--kubeconfig", lab.Kubeconfig, "rollout", "apply", "-f", writeManifest(t, ns, name, "agent:v2"),
+		"--waves", "25%,50%,100%", "--soak", "8s", "--interval", "2s")
+	first.Stdout, first.Stderr = &firstOut, &firstOut
+	if err := first.Start(); err != nil {
+		t.Fatalf("start bulkhead: %v", err)
+	}
+	// Kill the moment the annotation says wave 2 has begun: the process is switching its nodes.
+	var atKill state.State
+	for {
+		if ctx.Err() != nil {
+			_ = first.Process.Kill()
+			t.Fatalf("wave 2 never began:\n%s", firstOut.String())
+		}
+		if _, st, err := execute.Load(ctx, lab.Client, ns, name); err == nil && st.Wave == 2 {
+			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatalf("kill -9: %v", err)
+			}
+			atKill = st
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	err = first.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Fatalf("the first bulkhead was not killed by SIGKILL: %v\n%s", err, firstOut.String())
+	}
+	t.Logf("killed in wave 2, phase %s, %d nodes switched as recorded; its output:\n%s", atKill.Phase, atKill.Done, firstOut.String())
+	// What the dead process left: new-revision pods exist on the nodes it switched.
+	_, current, err := execute.CurrentRevision(ctx, lab.Client, ns, name)
+	if err != nil {
+		t.Fatalf("CurrentRevision: %v", err)
+	}
+	switchedAtKill := podsAt(t, ctx, ns, name, current)
+	t.Logf("%d nodes run the new revision at the kill (wave 1: %d, wave 2's target: %d)", len(switchedAtKill), atKill.Targets[0], atKill.Targets[1])
+	if len(switchedAtKill) < atKill.Targets[0] {
+		t.Fatalf("%d new pods at the kill, want at least wave 1's %d", len(switchedAtKill), atKill.Targets[0])
+	}
+
+	resume := exec.CommandContext(ctx, bin, "--kubeconfig", lab.Kubeconfig, "rollout", "resume", name, "-n", ns, "--interval", "2s")
+	out, err := resume.CombinedOutput()
+	t.Logf("resume:\n%s", out)
+	if err != nil || !strings.Contains(string(out), ns+"/"+name+": Complete") {
+		t.Fatalf("resume: %v", err)
+	}
+
+	_, final, err := execute.Load(ctx, lab.Client, ns, name)
+	if err != nil || final.Phase != state.Complete || final.ID != atKill.ID {
+		t.Fatalf("after resume: %v, rollout %s phase %s; want %s Complete", err, final.ID, final.Phase, atKill.ID)
+	}
+	var decided []int
+	for _, r := range final.History {
+		decided = append(decided, r.Wave)
+	}
+	if want := []int{0, 1, 2, 3}; !reflect.DeepEqual(decided, want) {
+		t.Fatalf("soaks decided %v, want the baseline and each wave once, in order: %v", decided, want)
+	}
+	for i, r := range final.History[1:] {
+		if r.New != final.Targets[i] {
+			t.Fatalf("wave %d measured %d new agents, want its target %d", r.Wave, r.New, final.Targets[i])
+		}
+	}
+	ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	pods, err := execute.Pods(ctx, lab.Client, ds)
+	if err != nil {
+		t.Fatalf("pods: %v", err)
+	}
+	perNode := map[string]int{}
+	for _, p := range pods {
+		perNode[p.Spec.NodeName]++
+		if p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey] != current || !podReady(&p) {
+			t.Fatalf("pod %s on %s: revision %s ready %v; want %s and Ready", p.Name, p.Spec.NodeName,
+				p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey], podReady(&p), current)
+		}
+	}
+	if len(perNode) != nodes {
+		t.Fatalf("pods on %d nodes, want all %d", len(perNode), nodes)
+	}
+	for node, n := range perNode {
+		if n != 1 {
+			t.Fatalf("node %s runs %d pods of the DaemonSet", node, n)
+		}
+	}
+	// No node was switched twice: the new pods the dead process made are the ones running.
+	after := podsAt(t, ctx, ns, name, current)
+	for node, uid := range switchedAtKill {
+		if after[node] != uid {
+			t.Fatalf("node %s: its new pod %s was replaced by %s after the resume", node, uid, after[node])
+		}
+	}
+	if ds.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType || ds.Spec.Template.Spec.Containers[0].Image != "agent:v2" {
+		t.Fatalf("after the rollout: strategy %s image %s", ds.Spec.UpdateStrategy.Type, ds.Spec.Template.Spec.Containers[0].Image)
+	}
+}
+
+// podsAt maps node → UID of the DaemonSet's pods at revision hash.
+func podsAt(t *testing.T, ctx context.Context, ns, name, hash string) map[string]string {
+	t.Helper()
+	ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	pods, err := execute.Pods(ctx, lab.Client, ds)
+	if err != nil {
+		t.Fatalf("pods: %v", err)
+	}
+	out := map[string]string{}
+	for _, p := range pods {
+		if p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey] == hash {
+			out[p.Spec.NodeName] = string(p.UID)
+		}
+	}
+	return out
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
