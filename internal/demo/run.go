@@ -48,6 +48,27 @@ type Options struct {
 	APIServerMemoryLimit string
 }
 
+// DefaultOptions are `make demo`'s, sized for a 2-core machine: big enough that the seed's agent
+// on every node breaks the apiserver, small enough to start in well under a minute.
+func DefaultOptions() Options {
+	return Options{
+		Dir:          ".lab/demo",
+		Nodes:        200,
+		PodsPerNode:  20,
+		Services:     50,
+		AgentEvery:   10 * time.Second,
+		Duration:     3 * time.Minute,
+		RestartDNSAt: 90 * time.Second,
+		Waves:        "1%,5%,25%,100%",
+		Soak:         "30s",
+		// One seat of listing every pod is about one core of this box: the lab's 600 seats are a
+		// concurrency limit far beyond what 2 cores execute, so the budget is what the box affords.
+		Budget:               "0.25%",
+		Interval:             2 * time.Second,
+		APIServerMemoryLimit: "900Mi",
+	}
+}
+
 const (
 	agentNamespace = "telemetry"
 	agentName      = "telemetry"
