@@ -36,6 +36,9 @@ func Describe(namespace, name string, st state.State, now time.Time) string {
 		}
 		fmt.Fprintf(&b, "%-8s %d new + %d old agents used %.3g ± %.2g seats steady (%d samples)\n", label+":", r.New, r.Old, r.Seats, r.SE, r.Samples)
 	}
+	if h := st.Halted; h != nil && h.Headline != "" {
+		fmt.Fprintf(&b, "halted:  %s\n", h.Headline)
+	}
 	if st.Reason != "" {
 		fmt.Fprintf(&b, "reason:  %s\n", st.Reason)
 	}

@@ -42,6 +42,28 @@ func TestDescribeSaysWhereTheRolloutStandsAndWhatComesNext(t *testing.T) {
 	}
 }
 
+func TestDescribeShowsTheHaltingWavesDecision(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)
+	st, err := state.New(state.Start{ID: "r2", Kind: state.Create, WavesSpec: "1%,100%", Targets: []int{2, 200}, Eligible: 200,
+		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60, Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"}, NodeLabel: "n"}, t0)
+	if err != nil {
+		t.Fatalf("state.New: %v", err)
+	}
+	if st, err = st.WaveRolled(2, t0); err != nil {
+		t.Fatalf("WaveRolled: %v", err)
+	}
+	headline := "wave 1: 2 agents use 1.8 seats steady; 200 agents would need 180 seats (95%: 170–190) against a budget of 60 — halting"
+	if st, err = st.Decided(analyze.Halt, state.WaveRecord{New: 2, Seats: 1.8, Headline: headline}, "200 agents would need 180 seats", t0.Add(time.Minute)); err != nil {
+		t.Fatalf("Decided: %v", err)
+	}
+	got := Describe("obs", "agent", st, t0.Add(time.Minute))
+	for _, want := range []string{"halted:  " + headline, "reason:  200 agents would need 180 seats", "next:    rollback"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
+	}
+}
+
 func TestOptionsAreCheckedBeforeAnythingElse(t *testing.T) {
 	tests := []struct {
 		o       Options
