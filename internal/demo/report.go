@@ -87,7 +87,7 @@ ol{font-size:13px;color:#444}
 <p>The same lab, twice: a telemetry DaemonSet whose every agent LISTs every pod, applied the ordinary way
 (<b>unguarded</b>) and through <code>bulkhead rollout apply</code> with the break-glass lane installed (<b>guarded</b>).
 The probe GETs as an ordinary service account; the SLO is the upstream one for single-object calls (p99 ≤ 1 s).
-Both DNS servers are restarted midway (the dashed line).</p>
+Both DNS servers are restarted midway (the dashed line). Shaded: every probe request failed (the apiserver was down).</p>
 <pre>{{.Table}}</pre>
 <div class="runs">{{range .Panels}}<div class="run">
 <h2>{{.Run.Mode}}</h2>
@@ -108,7 +108,7 @@ var palette = []string{"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#
 func probeChart(r Run) template.HTML {
 	var p99 []([2]float64)
 	for _, s := range r.Samples {
-		if !math.IsNaN(float64(s.ProbeP99)) {
+		if !math.IsNaN(float64(s.ProbeP99)) && s.ProbeOK > 0 {
 			p99 = append(p99, [2]float64{s.At, float64(s.ProbeP99)})
 		}
 	}
@@ -153,8 +153,25 @@ func dnsChart(r Run) template.HTML {
 	return chart("DNS answers for cluster names (%)", out, -1, r)
 }
 
+// downSpans are the sampling intervals in which every probe request failed.
+func downSpans(r Run) [][2]float64 {
+	var spans [][2]float64
+	prev := 0.0
+	for _, s := range r.Samples {
+		if s.ProbeOK == 0 && s.ProbeFailed > 0 {
+			if n := len(spans); n > 0 && spans[n-1][1] == prev {
+				spans[n-1][1] = s.At
+			} else {
+				spans = append(spans, [2]float64{prev, s.At})
+			}
+		}
+		prev = s.At
+	}
+	return spans
+}
+
 // chart draws series as polylines in an SVG; hline > 0 draws a threshold; the run's DNS
-// restart is the dashed vertical line.
+// restart is the dashed vertical line; the spans when the apiserver was down are shaded.
 func chart(title string, data []series, hline float64, r Run) template.HTML {
 	const w, h, left, bottom = 560.0, 200.0, 44.0, 20.0
 	xMax, yMax := 1.0, 0.0
@@ -176,6 +193,9 @@ func chart(title string, data []series, hline float64, r Run) template.HTML {
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#999"/>`, left, y(0), left, y(yMax))
 	fmt.Fprintf(&b, `<text x="2" y="%.0f" font-size="10">%.3g</text><text x="2" y="%.0f" font-size="10">0</text>`, y(yMax)+10, yMax, y(0))
 	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="10" text-anchor="end">%.0fs</text>`, w-10, h-4, xMax)
+	for _, span := range downSpans(r) {
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#d62728" fill-opacity="0.12"/>`, x(span[0]), y(yMax), x(span[1])-x(span[0]), y(0)-y(yMax))
+	}
 	if hline > 0 {
 		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#000" stroke-dasharray="2,2"/>`, left, y(hline), w-10, y(hline))
 	}
