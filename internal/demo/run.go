@@ -180,6 +180,10 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	if !sleep(ctx, opts.RestartDNSAt) {
 		return run, ctx.Err()
 	}
+	if crashLooping(ctx, lab) {
+		say("the apiserver is crash-looping: restarting the DNS servers at its next death, when a restarted DNS pod needs it most")
+		awaitAPIServerDown(ctx, lab, time.Minute)
+	}
 	run.DNSRestartAt = time.Since(rec.start).Seconds()
 	for _, s := range servers {
 		if err := s.restart(); err != nil {
@@ -189,7 +193,8 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	events.add("both DNS servers restarted")
 	say("both DNS servers restarted, as pods are under pressure")
 
-	if !sleep(ctx, opts.Duration-opts.RestartDNSAt) {
+	// The run keeps its length, and at least half a minute after the restart to show its effect.
+	if !sleep(ctx, max(opts.Duration-time.Since(rec.start), 30*time.Second)) {
 		return run, ctx.Err()
 	}
 	if rollout != nil {
@@ -202,6 +207,26 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	run.Summary = Summarize(samples, run.DNSRestartAt, opts.Interval.Seconds())
 	say("done; stopping the lab")
 	return run, nil
+}
+
+// crashLooping tells whether the lab's apiserver has died and been restarted.
+func crashLooping(ctx context.Context, lab *labtest.Lab) bool {
+	st, err := lab.Status(ctx)
+	return err == nil && st.ComponentRestarts["kube-apiserver"] > 0
+}
+
+// awaitAPIServerDown returns once the lab's apiserver does not answer its health check, or after
+// limit.
+func awaitAPIServerDown(ctx context.Context, lab *labtest.Lab, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if st, err := lab.Status(ctx); err == nil && !st.APIServerUp {
+			return
+		}
+		if !sleep(ctx, 500*time.Millisecond) {
+			return
+		}
+	}
 }
 
 // setupIdentities creates the agent's, the probe's and the DNS servers' service accounts and
