@@ -115,7 +115,11 @@ func Chart(r Report) template.HTML {
 			color = "#d62728"
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="11" text-anchor="middle" fill="%s">%s</text>`, x(i), h-bottom+14, color, esc(s.Label))
-		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="10" text-anchor="middle" fill="%s">%d agents · %s</text>`, x(i), h-bottom+27, color, s.New+s.Old, s.Verdict)
+		agents := fmt.Sprintf("%d agents", s.New+s.Old)
+		if s.New > 0 && s.Old > 0 {
+			agents = fmt.Sprintf("%d new + %d old", s.New, s.Old)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="10" text-anchor="middle" fill="%s">%s · %s</text>`, x(i), h-bottom+27, color, agents, s.Verdict)
 		if p := s.Predicted; p != nil {
 			px := x(i) + 10
 			fmt.Fprintf(&b, `<line class="interval" data-wave="%d" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#ff7f0e" stroke-width="2"/>`, s.Wave, px, y(p.Low), px, y(p.High))
@@ -131,7 +135,7 @@ func Chart(r Report) template.HTML {
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="1" points="%s"/>`, strings.Join(measured, " "))
 	}
 	legend := h - bottom - 40
-	fmt.Fprintf(&b, `<circle cx="%.0f" cy="%.0f" r="4" fill="#1f77b4"/><text x="%.0f" y="%.0f" font-size="11">measured, this wave's agents</text>`, w-right+8, legend, w-right+16, legend+4)
+	fmt.Fprintf(&b, `<circle cx="%.0f" cy="%.0f" r="4" fill="#1f77b4"/><text x="%.0f" y="%.0f" font-size="11">measured</text>`, w-right+8, legend, w-right+16, legend+4)
 	fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="8" height="8" fill="#ff7f0e"/><text x="%.0f" y="%.0f" font-size="11">predicted, %d agents</text>`, w-right+4, legend+12, w-right+16, legend+20, r.Eligible)
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
