@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
@@ -17,20 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
-
-// buildBulkhead compiles the product binary for tests that need a real process.
-func buildBulkhead(t *testing.T, ctx context.Context) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "bulkhead")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/bulkhead-dev/bulkhead/cmd/bulkhead")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build bulkhead: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // An update whose bulkhead process is killed with SIGKILL in the middle of wave 2 — no signal
 // handler runs, nothing is paused or saved — is finished by `rollout resume` in a new process:
@@ -41,7 +30,7 @@ func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
 	defer cancel()
 	const ns, name = "kill", "agent"
 	setup(t, ctx, ns, name)
-	bin := buildBulkhead(t, ctx)
+	bin := labtest.Bulkhead(t)
 
 	// The DaemonSet as it runs before the update: v1 on every node.
 	v1, err := execute.ParseManifest([]byte(strings.NewReplacer("NAME", name, "NS", ns, "IMAGE", "agent:v1").Replace(manifest)), ns, true)
@@ -65,22 +54,9 @@ func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
 	if err := first.Start(); err != nil {
 		t.Fatalf("start bulkhead: %v", err)
 	}
-	// Kill the moment the annotation says wave 2 has begun: the process is switching its nodes.
-	var atKill state.State
-	for {
-		if ctx.Err() != nil {
-			_ = first.Process.Kill()
-			t.Fatalf("wave 2 never began:\n%s", firstOut.String())
-		}
-		if _, st, err := execute.Load(ctx, lab.Client, ns, name); err == nil && st.Wave == 2 {
-			if err := first.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatalf("kill -9: %v", err)
-			}
-			atKill = st
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// Kill the moment the annotation says wave 2 has begun — a watch sees that write at once —
+	// while the process switches wave 2's nodes.
+	atKill := killAtWave(t, ctx, first, ns, name, 2)
 	err = first.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -157,6 +133,33 @@ func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
 	}
 }
 
+// killAtWave sends SIGKILL to p as soon as the DaemonSet's annotation reaches wave, and returns
+// that state.
+func killAtWave(t *testing.T, ctx context.Context, p *exec.Cmd, ns, name string, wave int) state.State {
+	t.Helper()
+	w, err := lab.Client.AppsV1().DaemonSets(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		_ = p.Process.Kill()
+		t.Fatalf("watch the DaemonSet: %v", err)
+	}
+	defer w.Stop()
+	for ev := range w.ResultChan() {
+		ds, ok := ev.Object.(*appsv1.DaemonSet)
+		if !ok {
+			continue
+		}
+		if st, found, err := state.Decode(ds.Annotations); err == nil && found && st.Wave == wave {
+			if err := p.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatalf("kill -9: %v", err)
+			}
+			return st
+		}
+	}
+	_ = p.Process.Kill()
+	t.Fatalf("the watch ended before wave %d began", wave)
+	return state.State{}
+}
+
 // podsAt maps node → UID of the DaemonSet's pods at revision hash.
 func podsAt(t *testing.T, ctx context.Context, ns, name, hash string) map[string]string {
 	t.Helper()
@@ -185,4 +188,3 @@ func podReady(p *corev1.Pod) bool {
 	}
 	return false
 }
-
