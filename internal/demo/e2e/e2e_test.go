@@ -7,6 +7,8 @@ package e2e
 import (
 	"context"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +67,11 @@ func TestReplayBreaksUnguardedAndHoldsGuarded(t *testing.T) {
 	}
 	if got := float64(unguarded.DNSSuccessAfterRestart[demo.BulkheadDNS]); got != 1 {
 		t.Errorf("unguarded: bulkhead dns answered %.2f%% after its restart, want 100%% (from its snapshot)", 100*got)
+	}
+	if t.Failed() {
+		for _, log := range []string{"unguarded/bulkhead-dns.log", "unguarded/coredns.log", "guarded/bulkhead-dns.log"} {
+			data, _ := os.ReadFile(filepath.Join(opts.Dir, log))
+			t.Logf("%s:\n%s", log, data)
+		}
 	}
 }
