@@ -37,7 +37,10 @@ type Node struct {
 	tcp      net.Listener
 	http     net.Listener
 	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// serving holds the DNS and HTTP servers, syncing the watch and the snapshot writer: on
+	// shutdown the servers keep answering until syncing has finished or shutdownGrace passed.
+	serving, syncing sync.WaitGroup
+	served           chan struct{} // closed once the servers stopped
 	errOnce  sync.Once
 	firstErr error
 }
@@ -91,13 +94,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	ctx, n.cancel = context.WithCancel(ctx)
-	n.run(func() error { return srv.ServeUDP(ctx, n.udp) })
-	n.run(func() error { return srv.ServeTCP(ctx, n.tcp) })
-	n.run(func() error { n.writer.Run(ctx); return nil })
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	n.run(&n.serving, func() error { return srv.ServeUDP(serveCtx, n.udp) })
+	n.run(&n.serving, func() error { return srv.ServeTCP(serveCtx, n.tcp) })
 	if n.http != nil {
-		n.run(func() error { return n.serveHTTP(ctx, reg) })
+		n.run(&n.serving, func() error { return n.serveHTTP(serveCtx, reg) })
 	}
-	n.run(func() error {
+	n.run(&n.syncing, func() error { n.writer.Run(ctx); return nil })
+	n.run(&n.syncing, func() error {
 		return watch.Run(ctx, watch.Config{
 			Client:       client,
 			OnView:       n.view,
@@ -105,6 +109,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			Log:          cfg.Log,
 		})
 	})
+	n.served = make(chan struct{})
+	go func() {
+		defer close(n.served)
+		<-ctx.Done()
+		// Stopping the watch waits out client-go's retry back-off when the API server is down
+		// (1.7 s measured), and a restarted node-local DNS must not go quiet for that long:
+		// answer until the watch and the last snapshot write are done, within a grace.
+		waitAtMost(&n.syncing, shutdownGrace)
+		stopServing()
+		n.serving.Wait()
+	}()
 	cfg.Log.Info("serving", "listen", n.udp.LocalAddr().String(), "zone", cfg.ClusterDomain, "ready", n.ready.Load())
 	return n, nil
 }
@@ -247,8 +262,21 @@ func (n *Node) serveHTTP(ctx context.Context, reg *prometheus.Registry) error {
 	return nil
 }
 
-func (n *Node) run(f func() error) {
-	n.wg.Go(func() {
+// shutdownGrace bounds how long the servers keep answering after Stop while the watch and the
+// snapshot writer finish.
+const shutdownGrace = 3 * time.Second
+
+func waitAtMost(wg *sync.WaitGroup, limit time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(limit):
+	}
+}
+
+func (n *Node) run(wg *sync.WaitGroup, f func() error) {
+	wg.Go(func() {
 		if err := f(); err != nil {
 			n.errOnce.Do(func() { n.firstErr = err })
 			n.log.Error("stopping", "err", err)
@@ -278,8 +306,10 @@ func (n *Node) Stop() error {
 	return n.Wait()
 }
 
-// Wait blocks until the node stopped, by Stop, its context, or an error.
+// Wait blocks until the node stopped, by Stop, its context, or an error. A watch that does not
+// return within the shutdown grace is left behind.
 func (n *Node) Wait() error {
-	n.wg.Wait()
+	<-n.served
+	n.errOnce.Do(func() {}) // a watch left behind can no longer record an error while we read it
 	return n.firstErr
 }

@@ -316,3 +316,51 @@ func TestBadFlagsAreRejectedNamingTheFlag(t *testing.T) {
 		t.Fatal("a rejected start created files")
 	}
 }
+
+// A restarted node-local DNS must not go quiet while it shuts down: with the API server down,
+// stopping the watch waits out client-go's retry back-off.
+func TestAnswersUntilShutdownEndsWhileTheAPIServerIsDown(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dns.snapshot")
+	writeSnapshot(t, path, time.Now().Add(-time.Hour))
+	n, err := bdns.Start(context.Background(), config(t, path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the watch has failed and is backing off
+	stopped := make(chan error, 1)
+	began := time.Now()
+	go func() { stopped <- n.Stop() }()
+	client := &miekgdns.Client{Net: "udp", Timeout: time.Second}
+	answered := 0
+	for done := false; !done; {
+		q := new(miekgdns.Msg)
+		q.SetQuestion("svc-000.lab.svc.cluster.local.", miekgdns.TypeA)
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatalf("stop: %v", err)
+			}
+			done = true
+			continue
+		default:
+		}
+		m, _, err := client.Exchange(q, n.DNSAddr())
+		if err != nil {
+			select {
+			case <-stopped: // the servers closed at the very end of shutdown
+				done = true
+				continue
+			default:
+			}
+			t.Fatalf("query %d, %s into shutdown: %v", answered+1, time.Since(began).Round(time.Millisecond), err)
+		}
+		if m.Rcode != miekgdns.RcodeSuccess || len(m.Answer) != 1 {
+			t.Fatalf("answer during shutdown: %v", m)
+		}
+		answered++
+	}
+	t.Logf("%d queries answered during a %s shutdown", answered, time.Since(began).Round(time.Millisecond))
+	if answered == 0 {
+		t.Fatal("no query was answered during shutdown")
+	}
+}
