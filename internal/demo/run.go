@@ -94,7 +94,12 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 		fmt.Fprintf(progress, "[%-9s] "+format+"\n", append([]any{mode}, args...)...)
 	}
 
+	// Each run starts from nothing: a DNS snapshot or lab left by an earlier demo would not be
+	// the same cluster state. Its logs stay until the next demo, next to the report.
 	dir := filepath.Join(opts.Dir, string(mode))
+	if err := os.RemoveAll(dir); err != nil {
+		return run, fmt.Errorf("demo dir: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return run, fmt.Errorf("demo dir: %w", err)
 	}
