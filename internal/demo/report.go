@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/report"
 )
 
 // WriteTable prints the runs side by side.
@@ -40,9 +42,50 @@ func WriteTable(w io.Writer, runs []Run) error {
 		row(server+" answered", func(r Run) string { return ratioText(r.Summary.DNSSuccess[server]) })
 		row("  after its restart", func(r Run) string { return ratioText(r.Summary.DNSSuccessAfterRestart[server]) })
 	}
+	row("rollout decision", func(r Run) string { return rolloutDecision(r.RolloutReport) })
+	row("  predicted at 100% vs budget", func(r Run) string { return rolloutPrediction(r.RolloutReport) })
+	row("  halt to rolled back", func(r Run) string { return rolloutRollbackTime(r.RolloutReport) })
 	row("nodes running the agent, most", func(r Run) string { return fmt.Sprintf("%d of %d", r.Summary.MaxAgentNodes, r.Nodes) })
 	row("nodes running the agent, at the end", func(r Run) string { return fmt.Sprintf("%d of %d", r.Summary.FinalAgentNodes, r.Nodes) })
 	return tw.Flush()
+}
+
+// lastStep is the rollout's deciding step, if it has one.
+func lastStep(r *report.Report) (report.Step, bool) {
+	if r == nil || len(r.Steps) == 0 {
+		return report.Step{}, false
+	}
+	return r.Steps[len(r.Steps)-1], true
+}
+
+func rolloutDecision(r *report.Report) string {
+	s, ok := lastStep(r)
+	switch {
+	case r == nil:
+		return "-"
+	case !ok:
+		return r.Phase
+	case s.Verdict == report.Halted:
+		return fmt.Sprintf("halted at %s (%d of %d nodes)", s.Label, s.Nodes, r.Eligible)
+	default:
+		return fmt.Sprintf("%s after %s", r.Phase, s.Label)
+	}
+}
+
+func rolloutPrediction(r *report.Report) string {
+	s, ok := lastStep(r)
+	if !ok || s.Predicted == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2g seats (95%%: %.2g–%.2g) vs %.2g", s.Predicted.Seats, s.Predicted.Low, s.Predicted.High, r.BudgetSeats)
+}
+
+func rolloutRollbackTime(r *report.Report) string {
+	s, ok := lastStep(r)
+	if !ok || s.Verdict != report.Halted || s.DecidedAt.IsZero() || r.Updated.Before(s.DecidedAt) {
+		return "-"
+	}
+	return seconds(r.Updated.Sub(s.DecidedAt).Seconds())
 }
 
 func ratioText(v Number) string {
@@ -92,6 +135,7 @@ Both DNS servers are restarted midway (the dashed line). Shaded: every probe req
 <div class="runs">{{range .Panels}}<div class="run">
 <h2>{{.Run.Mode}}</h2>
 {{.Probe}}{{.Seats}}{{.DNS}}
+{{if .Run.RolloutReport}}<p><a href="{{.Run.Mode}}/rollout.html">the rollout's own report</a></p>{{end}}
 <ol>{{range .Run.Events}}<li>{{printf "%.0f" .At}}s: {{.Text}}</li>{{end}}</ol>
 </div>{{end}}</div>
 </body></html>

@@ -3,6 +3,7 @@ package demo
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
+	"github.com/bulkhead-dev/bulkhead/rollout/report"
 )
 
 // Options shape a demo.
@@ -171,7 +173,7 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 		if err := writeManifest(manifest, ds); err != nil {
 			return run, err
 		}
-		rollout, err = startRollout(opts, lab.Kubeconfig, manifest, func(line string) {
+		rollout, err = startRollout(opts, lab.Kubeconfig, manifest, filepath.Join(dir, "rollout.html"), func(line string) {
 			events.add("rollout: " + line)
 			say("bulkhead rollout: %s", line)
 		})
@@ -204,6 +206,9 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	}
 	if rollout != nil {
 		run.Rollout = rollout.wait(2 * time.Minute)
+		if run.RolloutReport, err = readRolloutReport(filepath.Join(dir, "rollout.json")); err != nil {
+			return run, err
+		}
 	}
 	stopRun()
 	<-recorded
@@ -399,9 +404,9 @@ type rolloutProcess struct {
 	lines []string
 }
 
-func startRollout(opts Options, kubeconfig, manifest string, onLine func(string)) (*rolloutProcess, error) {
+func startRollout(opts Options, kubeconfig, manifest, reportPath string, onLine func(string)) (*rolloutProcess, error) {
 	cmd := exec.Command(opts.BulkheadBinary, "rollout", "apply", "-f", manifest, "--kubeconfig", kubeconfig,
-		"--waves", opts.Waves, "--soak", opts.Soak, "--budget", opts.Budget)
+		"--waves", opts.Waves, "--soak", opts.Soak, "--budget", opts.Budget, "--report", reportPath)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -440,6 +445,19 @@ func (r *rolloutProcess) wait(timeout time.Duration) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.lines...)
+}
+
+// readRolloutReport reads the JSON report `bulkhead rollout apply --report` wrote.
+func readRolloutReport(path string) (*report.Report, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("the rollout's report: %w", err)
+	}
+	var r report.Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("the rollout's report %s: %w", path, err)
+	}
+	return &r, nil
 }
 
 type eventLog struct {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/report"
 )
 
 // Mode names a run.
@@ -71,8 +73,10 @@ type Run struct {
 	Events  []Event  `json:"events"`
 	// DNSRestartAt is when both DNS servers were restarted, in seconds into the run.
 	DNSRestartAt float64 `json:"dnsRestartAt"`
-	// Rollout is what `bulkhead rollout apply` said (guarded runs only).
-	Rollout []string `json:"rollout,omitempty"`
+	// Rollout is what `bulkhead rollout apply` said, and RolloutReport its JSON report (guarded
+	// runs only).
+	Rollout       []string       `json:"rollout,omitempty"`
+	RolloutReport *report.Report `json:"rolloutReport,omitempty"`
 	Summary Summary  `json:"summary"`
 }
 

@@ -6,6 +6,9 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/report"
 )
 
 func TestSummarizeCountsTimeOutsideTheSLO(t *testing.T) {
@@ -119,5 +122,23 @@ func TestReportShadesTheSpansWhenEveryProbeRequestFailed(t *testing.T) {
 	points := html[strings.Index(html, `points="`)+len(`points="`):]
 	if n := len(strings.Fields(points[:strings.Index(points, `"`)])); n != 2 {
 		t.Fatalf("probe chart plots %d p99 points, want the 2 samples with answers:\n%s", n, html)
+	}
+}
+
+func TestTableSaysWhereTheGuardedRolloutHaltedAndWhatItPredicted(t *testing.T) {
+	decided := time.Date(2026, 11, 25, 6, 34, 48, 0, time.UTC)
+	guarded := Run{Mode: Guarded, Nodes: 200, RolloutReport: &report.Report{
+		Phase: "RolledBack", Eligible: 200, BudgetSeats: 1, Updated: decided.Add(1500 * time.Millisecond),
+		Steps: []report.Step{{Wave: 1, Label: "wave 1", Nodes: 2, Verdict: report.Halted, DecidedAt: decided,
+			Predicted: &report.Interval{Seats: 4.3, Low: 0, High: 14}}},
+	}}
+	var out bytes.Buffer
+	if err := WriteTable(&out, []Run{{Mode: Unguarded, Nodes: 200}, guarded}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"halted at wave 1 (2 of 200 nodes)", "4.3 seats (95%: 0–14) vs 1", "1.50s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
 	}
 }
