@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
@@ -54,9 +55,7 @@ func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
 	if err := first.Start(); err != nil {
 		t.Fatalf("start bulkhead: %v", err)
 	}
-	// Kill the moment the annotation says wave 2 has begun — a watch sees that write at once —
-	// while the process switches wave 2's nodes.
-	atKill := killAtWave(t, ctx, first, ns, name, 2)
+	atKill := killMidWave(t, ctx, first, ns, name, 2)
 	err = first.Wait()
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -69,7 +68,9 @@ func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
 		t.Fatalf("CurrentRevision: %v", err)
 	}
 	switchedAtKill := podsAt(t, ctx, ns, name, current)
-	t.Logf("%d nodes run the new revision at the kill (wave 1: %d, wave 2's target: %d)", len(switchedAtKill), atKill.Targets[0], atKill.Targets[1])
+	oldAtKill := podsAt(t, ctx, ns, name, atKill.OriginalHash)
+	t.Logf("at the kill: %d nodes with a new pod, %d with an old one, %d between (wave 1: %d, wave 2's target: %d)",
+		len(switchedAtKill), len(oldAtKill), nodes-len(switchedAtKill)-len(oldAtKill), atKill.Targets[0], atKill.Targets[1])
 	if len(switchedAtKill) < atKill.Targets[0] {
 		t.Fatalf("%d new pods at the kill, want at least wave 1's %d", len(switchedAtKill), atKill.Targets[0])
 	}
@@ -133,34 +134,61 @@ func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
 	}
 }
 
-// killAtWave sends SIGKILL to p as soon as the DaemonSet's annotation reaches wave, and returns
-// that state.
-func killAtWave(t *testing.T, ctx context.Context, p *exec.Cmd, ns, name string, wave int) state.State {
+// killMidWave sends SIGKILL to p while it switches the nodes of wave: at the first deletion of
+// one of the DaemonSet's pods after the annotation reached that wave (the pods are watched from
+// that very write on), so the process has begun the wave's deletions and not recorded them.
+// It returns the state the annotation held.
+func killMidWave(t *testing.T, ctx context.Context, p *exec.Cmd, ns, name string, wave int) state.State {
 	t.Helper()
-	w, err := lab.Client.AppsV1().DaemonSets(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
-	if err != nil {
+	fail := func(format string, args ...any) {
 		_ = p.Process.Kill()
-		t.Fatalf("watch the DaemonSet: %v", err)
+		t.Fatalf(format, args...)
 	}
-	defer w.Stop()
-	for ev := range w.ResultChan() {
+	dsWatch, err := lab.Client.AppsV1().DaemonSets(ns).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	if err != nil {
+		fail("watch the DaemonSet: %v", err)
+	}
+	defer dsWatch.Stop()
+	var st state.State
+	var from string
+	for ev := range dsWatch.ResultChan() {
 		ds, ok := ev.Object.(*appsv1.DaemonSet)
 		if !ok {
 			continue
 		}
-		if st, found, err := state.Decode(ds.Annotations); err == nil && found && st.Wave == wave {
+		if s, found, err := state.Decode(ds.Annotations); err == nil && found && s.Wave == wave {
+			st, from = s, ds.ResourceVersion
+			break
+		}
+	}
+	if from == "" {
+		fail("the watch ended before wave %d began", wave)
+	}
+	// Resource versions are etcd's revisions, one sequence for every kind: this watch sees every
+	// pod change after the write that began the wave.
+	podWatch, err := lab.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "app=" + name, ResourceVersion: from})
+	if err != nil {
+		fail("watch the pods: %v", err)
+	}
+	defer podWatch.Stop()
+	for ev := range podWatch.ResultChan() {
+		pod, ok := ev.Object.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		if ev.Type == watch.Deleted || pod.DeletionTimestamp != nil {
 			if err := p.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatalf("kill -9: %v", err)
 			}
 			return st
 		}
 	}
-	_ = p.Process.Kill()
-	t.Fatalf("the watch ended before wave %d began", wave)
+	fail("no pod of wave %d was deleted", wave)
 	return state.State{}
 }
 
-// podsAt maps node → UID of the DaemonSet's pods at revision hash.
+// podsAt maps node → UID of the DaemonSet's pods at revision hash that are bound to a node (a
+// pod the controller just created waits for the scheduler).
 func podsAt(t *testing.T, ctx context.Context, ns, name, hash string) map[string]string {
 	t.Helper()
 	ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
@@ -173,7 +201,7 @@ func podsAt(t *testing.T, ctx context.Context, ns, name, hash string) map[string
 	}
 	out := map[string]string{}
 	for _, p := range pods {
-		if p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey] == hash {
+		if p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey] == hash && p.Spec.NodeName != "" {
 			out[p.Spec.NodeName] = string(p.UID)
 		}
 	}
