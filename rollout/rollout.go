@@ -202,9 +202,16 @@ func Status(ctx context.Context, client kubernetes.Interface, namespace, name st
 }
 
 func run(ctx context.Context, d Deps, o Options, before controlplane.Reading, namespace, name string) (state.State, error) {
+	var holds holdReporter
+	progress := func(dec analyze.Decision) {
+		if holds.report(dec, time.Now()) {
+			logf(d, "%s", dec.Headline)
+		}
+	}
 	runner := &execute.Runner{
-		Client:         d.Client,
-		Watcher:        &soak.Soaker{Scraper: d.Scraper, Client: d.Client, Before: before, Interval: o.Interval, Limits: o.Limits},
+		Client: d.Client,
+		Watcher: &soak.Soaker{Scraper: d.Scraper, Client: d.Client, Before: before, Interval: o.Interval, Limits: o.Limits,
+			Progress: progress},
 		Log:            d.Log,
 		Decisions:      d.Decisions,
 		RollbackClient: d.Rollback,
