@@ -9,6 +9,9 @@
 //	analyze  Analyze(Observations) Decision: proceed / hold / halt, in words (pure)
 //	state    the state machine, persisted as an annotation on the DaemonSet (pure)
 //	execute  the Kubernetes mechanics: lane, waves, finish, rollback (idempotent steps)
+//	report   the state → JSON report and HTML page with a chart (pure)
+//
+// A rollback's requests take the break-glass lane when it is installed (BreakGlassRollback).
 //
 // Data flows one way: control-plane readings → analyze.Observations → Decision →
 // state transition → execute action → cluster. README.md is the user manual and explains the
