@@ -152,7 +152,10 @@ var palette = []string{"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#
 func probeChart(r Run) template.HTML {
 	var p99 []([2]float64)
 	for _, s := range r.Samples {
-		if !math.IsNaN(float64(s.ProbeP99)) && s.ProbeOK > 0 {
+		switch {
+		case s.ProbeOK == 0 && s.ProbeFailed > 0:
+			p99 = append(p99, [2]float64{s.At, math.NaN()}) // down: a gap in the line, not a slope
+		case !math.IsNaN(float64(s.ProbeP99)):
 			p99 = append(p99, [2]float64{s.At, float64(s.ProbeP99)})
 		}
 	}
@@ -219,9 +222,14 @@ func downSpans(r Run) [][2]float64 {
 func chart(title string, data []series, hline float64, r Run) template.HTML {
 	const w, h, left, bottom = 560.0, 200.0, 44.0, 20.0
 	xMax, yMax := 1.0, 0.0
+	for _, x := range r.Samples {
+		xMax = math.Max(xMax, x.At)
+	}
 	for _, s := range data {
 		for _, p := range s.points {
-			xMax, yMax = math.Max(xMax, p[0]), math.Max(yMax, p[1])
+			if !math.IsNaN(p[1]) {
+				xMax, yMax = math.Max(xMax, p[0]), math.Max(yMax, p[1])
+			}
 		}
 	}
 	yMax = math.Max(yMax, hline) * 1.1
@@ -247,11 +255,22 @@ func chart(title string, data []series, hline float64, r Run) template.HTML {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%.0f" x2="%.1f" y2="%.0f" stroke="#666" stroke-dasharray="6,3"/>`, x(r.DNSRestartAt), y(0), x(r.DNSRestartAt), y(yMax))
 	}
 	for i, s := range data {
+		// A NaN value ends one polyline; the next point starts another.
 		var pts []string
+		flush := func() {
+			if len(pts) > 0 {
+				fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, s.color, strings.Join(pts, " "))
+			}
+			pts = nil
+		}
 		for _, p := range s.points {
+			if math.IsNaN(p[1]) {
+				flush()
+				continue
+			}
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p[0]), y(p[1])))
 		}
-		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`, s.color, strings.Join(pts, " "))
+		flush()
 		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" font-size="11" fill="%s">— %s</text>`, left, h+12+16*float64(i), s.color, template.HTMLEscapeString(s.name))
 	}
 	b.WriteString(`</svg>`)
