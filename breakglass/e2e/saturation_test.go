@@ -1,10 +1,11 @@
 //go:build saturation
 
 // The saturation acceptance scenario runs with `make test-saturation`, not in `make test`: on 2
-// cores its precondition (the ordinary client's GET p99 above 1 s) holds in about half the runs.
-// The culprit always saturates workload-low (all 12 seats held, queue wait p99 5–10 s), but fair
-// queuing serves the ordinary client's light flow promptly, so its p99 crosses 1 s only when the
-// CPU saturates too — measured 0.81–1.40 s on a quiet box. See breakglass/README.md.
+// cores its precondition (the ordinary client's GET p99 above 1 s) depends on the box. The culprit
+// always saturates workload-low (all 12 seats held, queue wait p99 5–12 s), but fair queuing
+// serves the ordinary client's light flow promptly, so its p99 crosses 1 s only when the CPU
+// saturates too: at 3,500 pods 0.75–1.40 s, at 4,500 pods 1.2–3.8 s (3 of 3 runs passed on a
+// quiet box, one with 1.2 s). See breakglass/README.md.
 
 package e2e
 
