@@ -9,12 +9,39 @@ import (
 	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // BehaviorAnnotation makes the lab perform API calls as a pod's service account.
 const BehaviorAnnotation = "lab.bulkhead.dev/behavior"
+
+// ServiceAccount creates namespace ns, service account ns/name and a binding of it to
+// clusterRole (for example "view"). Objects that already exist are kept: tests share accounts.
+func (l *Lab) ServiceAccount(ctx context.Context, ns, name, clusterRole string) error {
+	created := func(what string, err error) error {
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create %s: %w", what, err)
+		}
+		return nil
+	}
+	c := l.Client
+	_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err := created("namespace "+ns, err); err != nil {
+		return err
+	}
+	_, err = c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err := created("service account "+ns+"/"+name, err); err != nil {
+		return err
+	}
+	binding := fmt.Sprintf("labtest:%s:%s:%s", ns, name, clusterRole)
+	_, err = c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: binding},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}}}, metav1.CreateOptions{})
+	return created("cluster role binding "+binding, err)
+}
 
 // FlowCounter sums one APF counter family (for example
 // apiserver_flowcontrol_dispatched_requests_total) over the series of one flow schema, as the

@@ -216,20 +216,9 @@ func counted(b *testing.B, ctx context.Context) float64 {
 
 // agentAccount creates the agents' namespace and service account, allowed to read the cluster.
 func agentAccount(b *testing.B, ctx context.Context, ns, sa string) {
-	c := lab.Client
-	check := func(what string, err error) {
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			b.Fatalf("create %s: %v", what, err)
-		}
+	if err := lab.ServiceAccount(ctx, ns, sa, "view"); err != nil {
+		b.Fatal(err)
 	}
-	_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	check("namespace", err)
-	_, err = c.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{})
-	check("service account", err)
-	_, err = c.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: ns + "-view"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "view"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}}}, metav1.CreateOptions{})
-	check("binding", err)
 }
 
 // nodeWatch records every node on which a pod of the namespace was ever bound.
