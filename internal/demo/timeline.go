@@ -77,7 +77,7 @@ type Run struct {
 	// runs only).
 	Rollout       []string       `json:"rollout,omitempty"`
 	RolloutReport *report.Report `json:"rolloutReport,omitempty"`
-	Summary Summary  `json:"summary"`
+	Summary       Summary        `json:"summary"`
 }
 
 // Summary is a run in numbers.
