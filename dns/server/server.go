@@ -248,10 +248,10 @@ func (s *Server) resolveUpstream(ctx context.Context, q *query, msg []byte, udp 
 }
 
 // ServeUDP answers queries on conn until ctx ends or conn fails, with one reader per CPU and at
-// least two, so that one receives while the other answers.
+// least two, so that one receives while the other answers. conn is closed when it returns.
 func (s *Server) ServeUDP(ctx context.Context, conn *net.UDPConn) error {
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
+	defer conn.Close()
+	defer onDone(ctx, func() { conn.Close() })()
 	worker, release, err := s.udpWorkers(ctx, conn)
 	if err != nil {
 		return err
@@ -308,6 +308,24 @@ func (s *Server) udpWorker(ctx context.Context, conn *net.UDPConn) error {
 	}
 }
 
+// onDone runs f once ctx ends, on a goroutine of its own, as context.AfterFunc does; the
+// function it returns, called as a Serve method returns, cancels f or waits for an f already
+// running. Without that wait a socket f closes could still be open after Serve returned (a
+// second Close returns at once while the first is under way), and whoever binds the port
+// again would find it held.
+func onDone(ctx context.Context, f func()) func() {
+	finished := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(finished)
+		f()
+	})
+	return func() {
+		if !stop() {
+			<-finished
+		}
+	}
+}
+
 // rcodeOf reads the full rcode of a response written by the hot path.
 func rcodeOf(resp []byte, q *query) int {
 	rcode := int(resp[3] & 0xF)
@@ -321,15 +339,14 @@ func rcodeOf(resp []byte, q *query) int {
 func (s *Server) ServeTCP(ctx context.Context, ln net.Listener) error {
 	var mu sync.Mutex
 	conns := map[net.Conn]struct{}{}
-	stop := context.AfterFunc(ctx, func() {
+	defer onDone(ctx, func() {
 		ln.Close()
 		mu.Lock()
 		defer mu.Unlock()
 		for c := range conns {
 			c.Close()
 		}
-	})
-	defer stop()
+	})()
 	slots := make(chan struct{}, s.cfg.MaxTCPConnections)
 	var wg sync.WaitGroup
 	defer wg.Wait()
