@@ -27,22 +27,22 @@ import (
 
 // Node is a running bulkhead dns.
 type Node struct {
-	cfg      Config
-	log      *slog.Logger
-	server   *server.Server
-	metrics  *nodeMetrics
-	writer   *snapshot.Writer
-	ready    atomic.Bool
-	udp      *net.UDPConn
-	tcp      net.Listener
-	http     net.Listener
-	cancel   context.CancelFunc
+	cfg     Config
+	log     *slog.Logger
+	server  *server.Server
+	metrics *nodeMetrics
+	writer  *snapshot.Writer
+	ready   atomic.Bool
+	udp     *net.UDPConn
+	tcp     net.Listener
+	http    net.Listener
+	cancel  context.CancelFunc
 	// serving holds the DNS and HTTP servers, syncing the watch and the snapshot writer: on
 	// shutdown the servers keep answering until syncing has finished or shutdownGrace passed.
 	serving, syncing sync.WaitGroup
 	served           chan struct{} // closed once the servers stopped
-	errOnce  sync.Once
-	firstErr error
+	errOnce          sync.Once
+	firstErr         error
 }
 
 // Start validates cfg, binds the listeners, loads the snapshot and starts serving and

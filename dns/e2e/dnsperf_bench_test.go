@@ -35,7 +35,7 @@ func cpuSeconds(b *testing.B, pid int) float64 {
 
 type perfResult struct {
 	qps, cpuPer20k, cores, avgMs, p50Ms, p99Ms float64
-	lost                                string
+	lost                                       string
 }
 
 var (
