@@ -92,18 +92,23 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 	say("etcd ready at %s", etcdURL)
 
 	l.apiserver = newComponent("kube-apiserver", filepath.Join(l.dir, "kube-apiserver.log"), l.apiserverArgs(etcdURL))
-	if l.opts.APIServerMemoryLimit > 0 {
-		cg, err := newMemoryCgroup(fmt.Sprintf("bulkhead-lab-%d-apiserver", os.Getpid()), l.opts.APIServerMemoryLimit)
+	if l.opts.APIServerMemoryLimit > 0 || l.opts.APIServerCPUs > 0 {
+		cg, err := newLimitCgroup(fmt.Sprintf("bulkhead-lab-%d-apiserver", os.Getpid()), l.opts.APIServerMemoryLimit, l.opts.APIServerCPUs)
 		if err != nil {
 			return err
 		}
 		defer func() {
 			if err := cg.remove(); err != nil {
-				say("remove apiserver memory cgroup: %v", err)
+				say("remove apiserver cgroup: %v", err)
 			}
 		}()
 		l.apiserver.onStart = cg.add
-		say("kube-apiserver memory limit: %d MiB", l.opts.APIServerMemoryLimit>>20)
+		if l.opts.APIServerMemoryLimit > 0 {
+			say("kube-apiserver memory limit: %d MiB", l.opts.APIServerMemoryLimit>>20)
+		}
+		if l.opts.APIServerCPUs > 0 {
+			say("kube-apiserver CPU limit: %g cores", l.opts.APIServerCPUs)
+		}
 	}
 	defer l.apiserver.close(componentGrace)
 	if err := l.apiserver.start(); err != nil {
@@ -376,6 +381,9 @@ func (l *lab) status(ctx context.Context) Status {
 		FillerPods:     l.opts.Nodes * l.opts.PodsPerNode,
 		Services:       l.opts.Services,
 		StartupSeconds: l.startup.Seconds(),
+
+		APIServerCPUs:        l.opts.APIServerCPUs,
+		APIServerMemoryLimit: l.opts.APIServerMemoryLimit,
 	}
 }
 

@@ -29,6 +29,9 @@ type Status struct {
 	FillerPods        int            `json:"fillerPods"`
 	Services          int            `json:"services"`
 	StartupSeconds    float64        `json:"startupSeconds"`
+	// APIServerCPUs and APIServerMemoryLimit are kube-apiserver's cgroup limits (0: none).
+	APIServerCPUs        float64 `json:"apiserverCPUs,omitempty"`
+	APIServerMemoryLimit int64   `json:"apiserverMemoryLimit,omitempty"`
 }
 
 // Call sends one request to the lab running in dir and returns the response body.

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +23,10 @@ type Options struct {
 	// APIServerMemoryLimit confines kube-apiserver to this many bytes, as a pod's limit would:
 	// past it the OOM killer ends it and the lab restarts it. 0 means no limit.
 	APIServerMemoryLimit int64
+	// APIServerCPUs confines kube-apiserver to this many cores of CPU time, as a pod's CPU limit
+	// would (a CFS bandwidth quota): its capacity is then explicit, and it cannot take the cores
+	// the emulator and the other components need. 0 means no limit.
+	APIServerCPUs float64
 }
 
 // DefaultOptions are the sizes `bulkhead-lab up` uses without flags.
@@ -68,6 +73,9 @@ func (o Options) Validate() error {
 	}
 	if o.APIServerMemoryLimit < 0 || (o.APIServerMemoryLimit > 0 && o.APIServerMemoryLimit < 256<<20) {
 		errs = append(errs, fmt.Errorf("--apiserver-memory-limit must be 0 (none) or at least 256Mi, got %d bytes", o.APIServerMemoryLimit))
+	}
+	if o.APIServerCPUs < 0 || math.IsNaN(o.APIServerCPUs) || (o.APIServerCPUs > 0 && o.APIServerCPUs < 0.1) {
+		errs = append(errs, fmt.Errorf("--apiserver-cpus must be 0 (none) or at least 0.1, got %v", o.APIServerCPUs))
 	}
 	if o.Nodes > 32768 {
 		errs = append(errs, fmt.Errorf("--nodes must be at most 32768 (one /24 pod CIDR per node in 10.128.0.0/9), got %d", o.Nodes))

@@ -21,6 +21,8 @@ func TestValidateRejectsBadSizes(t *testing.T) {
 		{"zero mutating", func(o *Options) { o.MaxMutatingRequestsInflight = 0 }, "--max-mutating-requests-inflight must be at least 1"},
 		{"port too large", func(o *Options) { o.Port = 70000 }, "--port must be between 0 and 65535"},
 		{"empty dir", func(o *Options) { o.Dir = "" }, "--dir must not be empty"},
+		{"negative cpus", func(o *Options) { o.APIServerCPUs = -1 }, "--apiserver-cpus must be 0 (none) or at least 0.1, got -1"},
+		{"a sliver of a cpu", func(o *Options) { o.APIServerCPUs = 0.01 }, "--apiserver-cpus must be 0 (none) or at least 0.1, got 0.01"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,7 +18,7 @@ type component struct {
 	args    []string
 	logPath string
 
-	// onStart, when set, runs right after each launch (the apiserver joins its memory cgroup).
+	// onStart, when set, runs right after each launch (the apiserver joins its limit cgroup).
 	onStart func(pid int) error
 
 	mu         sync.Mutex

@@ -55,6 +55,7 @@ kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.`,
 	f.IntVar(&opts.MaxMutatingRequestsInflight, "max-mutating-requests-inflight", opts.MaxMutatingRequestsInflight, "kube-apiserver --max-mutating-requests-inflight")
 	f.IntVar(&opts.Port, "port", opts.Port, "kube-apiserver port on 127.0.0.1 (0 picks a free one)")
 	f.StringVar(&memoryLimit, "apiserver-memory-limit", "", "confine kube-apiserver's memory like a pod limit (e.g. 2Gi): past it the OOM killer ends it and the lab restarts it")
+	f.Float64Var(&opts.APIServerCPUs, "apiserver-cpus", 0, "confine kube-apiserver's CPU like a pod's CPU limit (a CFS quota of this many cores, e.g. 1.5); 0: no limit")
 	return cmd
 }
 
