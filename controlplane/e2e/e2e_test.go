@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
@@ -182,7 +185,14 @@ func TestRejectionsAreAttributedToTheSaturatedFlowSchema(t *testing.T) {
 		},
 	}, metav1.CreateOptions{})
 	must(t, err)
-	startAgent(t, "flooder", 5, "- list: pods\n  every: 100ms\n", "e2e-tight")
+	// Saturated by construction, whatever the box's speed: a Reject level holds at most its
+	// seats and turns away whatever arrives while they are taken, and four times as many
+	// workers as seats, each sending its next request as soon as the last returns, always
+	// want more than the level has. (Emulated pods, each waiting for its own schedule, did not:
+	// on a fast box their LISTs finished before the next arrived and nothing was rejected.)
+	startAgent(t, "flooder", 0, "", "e2e-tight")
+	stopFlood := flood(t, "flooder", 4*tightSeats(t))
+	defer stopFlood()
 	time.Sleep(3 * time.Second)
 
 	out, err := runTop(t, "--once", "-o", "json", "--interval", "5s")
@@ -219,8 +229,72 @@ func TestRejectionsAreAttributedToTheSaturatedFlowSchema(t *testing.T) {
 		t.Errorf("top --once --sort rejected --rows 1 does not show the flooder first (err %v):\n%s", err, table)
 	}
 	// Stop the flood so that later tests measure a quiet server.
-	if err := lab.Client.AppsV1().Deployments(agentNamespace).Delete(ctx, "flooder", metav1.DeleteOptions{}); err != nil {
+	if sent, rejected := stopFlood(); sent == 0 || rejected == 0 {
+		t.Errorf("the flood sent %d requests, %d of them rejected: it did not saturate the level", sent, rejected)
+	}
+}
+
+// tightSeats is the seat limit the server gave priority level e2e-tight, as `top` reads it.
+func tightSeats(t *testing.T) int {
+	t.Helper()
+	var seats float64
+	err := wait.PollUntilContextTimeout(context.Background(), time.Second, 30*time.Second, true, func(context.Context) (bool, error) {
+		out, err := runTop(t, "--once", "-o", "json", "--interval", "1s")
+		if err != nil {
+			return false, nil
+		}
+		var r controlplane.Reading
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			return false, err
+		}
+		for _, l := range r.PriorityLevels {
+			if l.PriorityLevel == "e2e-tight" {
+				seats = l.NominalLimitSeats
+			}
+		}
+		return seats > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("the seat limit of priority level e2e-tight: %v", err)
+	}
+	return int(seats)
+}
+
+// flood sends LISTs of every pod as the service account name from workers goroutines, each
+// sending its next request as soon as the last one returned, until the returned stop is called;
+// stop waits for them and says how many requests were sent and how many APF rejected (429).
+func flood(t *testing.T, name string, workers int) (stop func() (sent, rejected int64)) {
+	t.Helper()
+	cfg := rest.CopyConfig(lab.Config)
+	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit: the server is what limits
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + agentNamespace + ":" + name,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + agentNamespace, "system:authenticated"}}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
 		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var sent, rejected atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				// No retry: client-go would wait out each 429's Retry-After, and the flood would ebb.
+				err := client.CoreV1().RESTClient().Get().Resource("pods").MaxRetries(0).Do(ctx).Error()
+				sent.Add(1)
+				if apierrors.IsTooManyRequests(err) {
+					rejected.Add(1)
+				}
+			}
+		})
+	}
+	var once sync.Once
+	return func() (int64, int64) {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+		})
+		return sent.Load(), rejected.Load()
 	}
 }
 
