@@ -3,6 +3,7 @@ package controlplane
 import (
 	"cmp"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -37,7 +38,17 @@ type replicaSeries struct {
 	// ratio histogram: its count grows by elapsed nanoseconds, its sum by ratio × nanoseconds).
 	seatUtilization map[string]histogram
 	sli             map[sliKey]*histogram
+	process         processSeries
 }
+
+// processSeries is the process's own resource metrics in one scrape; has records which were there.
+type processSeries struct {
+	cpuSeconds, gomaxprocs, resident, heapInuse, memoryLimit, transmitBytes, responseBytes float64
+	has                                                                                    map[string]bool
+}
+
+// unsetMemoryLimit is where Go reports GOMEMLIMIT when none is set (math.MaxInt64).
+const unsetMemoryLimit = math.MaxInt64 / 2
 
 func label(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
@@ -81,6 +92,19 @@ func extract(families map[string]*dto.MetricFamily) replicaSeries {
 
 	if m := metrics(metricProcessStart); len(m) > 0 {
 		s.processStart = value(m[0])
+	}
+	s.process.has = map[string]bool{}
+	for name, into := range map[string]*float64{
+		metricCPUSeconds: &s.process.cpuSeconds, metricGOMAXPROCS: &s.process.gomaxprocs, metricResident: &s.process.resident,
+		metricHeapInuse: &s.process.heapInuse, metricGoMemLimit: &s.process.memoryLimit, metricTransmitBytes: &s.process.transmitBytes,
+	} {
+		if m := metrics(name); len(m) > 0 {
+			*into = value(m[0])
+			s.process.has[name] = true
+		}
+	}
+	for _, m := range metrics(metricResponseSizes) {
+		s.process.responseBytes += m.GetHistogram().GetSampleSum()
 	}
 	for _, m := range metrics(metricDispatched) {
 		flow(m).dispatched += value(m)
@@ -149,6 +173,7 @@ type loadDelta struct {
 	// measuredSeats is the seats each level held on average by APF's own integral.
 	measuredSeats map[string]float64
 	sli           map[sliKey]*histogram
+	resources     Resources
 }
 
 func newLoadDelta() loadDelta {
@@ -198,6 +223,7 @@ func replicaDelta(prev *replicaSeries, cur replicaSeries, seconds float64) loadD
 		fd.load.SeatSecondsPerSecond = execution * averageSeats(fd.seatsSumDelta, fd.seatsCountDelta, c) / seconds
 		fd.wait = c.wait.since(p.wait)
 	}
+	d.resources = resourcesOf(prev, cur, seconds)
 	if prev != nil && seconds > 0 {
 		for level, c := range cur.seatUtilization {
 			// The ratio's denominator is the level's current limit, which moves only every few
@@ -216,6 +242,50 @@ func replicaDelta(prev *replicaSeries, cur replicaSeries, seconds float64) loadD
 		}
 	}
 	return d
+}
+
+// resourcesOf reads one replica's resources: gauges from cur, rates over seconds when prev is
+// known. A counter that went down (a restart) counts from zero, as the APF counters do.
+func resourcesOf(prev *replicaSeries, cur replicaSeries, seconds float64) Resources {
+	c := cur.process
+	r := Resources{CPUCapacityCores: c.gomaxprocs, ResidentBytes: c.resident, HeapInuseBytes: c.heapInuse}
+	if c.memoryLimit > 0 && c.memoryLimit < unsetMemoryLimit {
+		r.MemoryLimitBytes = c.memoryLimit
+	}
+	if prev != nil && seconds > 0 {
+		p := prev.process
+		r.CPUCores = counterSince(p.cpuSeconds, c.cpuSeconds) / seconds
+		r.TransmitBytesPerSecond = counterSince(p.transmitBytes, c.transmitBytes) / seconds
+		r.ResponseBytesPerSecond = counterSince(p.responseBytes, c.responseBytes) / seconds
+	}
+	for _, m := range []struct{ metric, resource string }{
+		{metricCPUSeconds, "cpu"}, {metricGOMAXPROCS, "cpu capacity"}, {metricResident, "memory"}, {metricTransmitBytes, "network"},
+	} {
+		if !c.has[m.metric] {
+			r.Missing = append(r.Missing, m.resource)
+		}
+	}
+	if r.MemoryLimitBytes == 0 {
+		r.Missing = append(r.Missing, "memory limit")
+	}
+	return r
+}
+
+// add sums another replica's resources into r.
+func (r *Resources) add(o Resources) {
+	r.CPUCores += o.CPUCores
+	r.CPUCapacityCores += o.CPUCapacityCores
+	r.ResidentBytes += o.ResidentBytes
+	r.HeapInuseBytes += o.HeapInuseBytes
+	r.MemoryLimitBytes += o.MemoryLimitBytes
+	r.TransmitBytesPerSecond += o.TransmitBytesPerSecond
+	r.ResponseBytesPerSecond += o.ResponseBytesPerSecond
+	for _, m := range o.Missing {
+		if !slices.Contains(r.Missing, m) {
+			r.Missing = append(r.Missing, m)
+		}
+	}
+	slices.Sort(r.Missing)
 }
 
 // averageSeats is the mean seat estimate of the requests estimated in the window; when none were
@@ -241,6 +311,7 @@ func (d *loadDelta) add(o loadDelta) {
 	for k, v := range o.measuredSeats {
 		d.measuredSeats[k] += v
 	}
+	d.resources.add(o.resources)
 	for k, of := range o.flows {
 		f, ok := d.flows[k]
 		if !ok {
@@ -276,7 +347,7 @@ func (d *loadDelta) add(o loadDelta) {
 
 // load turns summed deltas into the reported figures: quantiles, averages, per-level totals.
 func (d loadDelta) load() Load {
-	out := Load{Flows: []FlowLoad{}, PriorityLevels: []LevelLoad{}, SLIs: []SLI{}}
+	out := Load{Flows: []FlowLoad{}, PriorityLevels: []LevelLoad{}, SLIs: []SLI{}, Resources: d.resources}
 	levels := map[string]*LevelLoad{}
 	levelWaits := map[string]*histogram{}
 	level := func(name string) *LevelLoad {

@@ -28,6 +28,8 @@ type apiserverText struct {
 	waitCount      float64
 	sliBuckets     [3]float64 // cumulative at le=0.1, 1, 4
 	sliCount       float64
+	// The process's resources; a zero leaves the metric out, as a managed control plane might.
+	cpuSeconds, gomaxprocs, resident, gomemlimit float64
 }
 
 func (a apiserverText) String() string {
@@ -68,6 +70,17 @@ func (a apiserverText) String() string {
 	fmt.Fprintf(&b, "apiserver_request_sli_duration_seconds_bucket{resource=\"pods\",scope=\"cluster\",verb=\"LIST\",le=\"+Inf\"} %g\n", a.sliCount)
 	fmt.Fprintf(&b, "apiserver_request_sli_duration_seconds_sum{resource=\"pods\",scope=\"cluster\",verb=\"LIST\"} 0\n")
 	fmt.Fprintf(&b, "apiserver_request_sli_duration_seconds_count{resource=\"pods\",scope=\"cluster\",verb=\"LIST\"} %g\n", a.sliCount)
+	for _, m := range []struct {
+		name, kind string
+		value      float64
+	}{
+		{"process_cpu_seconds_total", "counter", a.cpuSeconds}, {"go_sched_gomaxprocs_threads", "gauge", a.gomaxprocs},
+		{"process_resident_memory_bytes", "gauge", a.resident}, {"go_gc_gomemlimit_bytes", "gauge", a.gomemlimit},
+	} {
+		if m.value != 0 {
+			fmt.Fprintf(&b, "# TYPE %s %s\n%s %g\n", m.name, m.kind, m.name, m.value)
+		}
+	}
 	return b.String()
 }
 
@@ -181,6 +194,29 @@ func TestAnalyzeSumsReplicasAndMergesTheirHistograms(t *testing.T) {
 	}
 	if len(r.Replicas) != 2 || flowOf(t, *r.Replicas[1].Load, "telemetry").DispatchedPerSecond != 20 {
 		t.Errorf("per-replica loads = %+v, want 20 req/s each", r.Replicas)
+	}
+}
+
+func TestAnalyzeSumsResourcesAndSaysWhatNoReplicaShowed(t *testing.T) {
+	a0 := apiserverText{cpuSeconds: 100, gomaxprocs: 4, resident: 2e9, gomemlimit: 6e9}
+	a1 := a0
+	a1.cpuSeconds = 125
+	// Replica b strips GOMAXPROCS and sets no GOMEMLIMIT (Go reports math.MaxInt64).
+	b0 := apiserverText{cpuSeconds: 50, resident: 1e9, gomemlimit: math.MaxInt64}
+	b1 := b0
+	b1.cpuSeconds = 60
+	prev := Snapshot{Replicas: []ReplicaScrape{scraped(t, "a:6443", t0, a0), scraped(t, "b:6443", t0, b0)}}
+	cur := Snapshot{Replicas: []ReplicaScrape{scraped(t, "a:6443", t0.Add(10*time.Second), a1), scraped(t, "b:6443", t0.Add(10*time.Second), b1)}}
+	r := Analyze(prev, cur)
+	got := r.Resources
+	if !near(got.CPUCores, 3.5) || !near(got.CPUCapacityCores, 4) || !near(got.ResidentBytes, 3e9) || !near(got.MemoryLimitBytes, 6e9) {
+		t.Errorf("summed resources %+v: want 3.5 cores used of a known 4, 3 GB resident, 6 GB of limit known", got)
+	}
+	if want := []string{"cpu capacity", "memory limit", "network"}; !reflect.DeepEqual(got.Missing, want) {
+		t.Errorf("missing %q, want %q: one replica's gap is the total's", got.Missing, want)
+	}
+	if a := r.Replicas[0].Load.Resources; !near(a.CPUCores, 2.5) || !reflect.DeepEqual(a.Missing, []string{"network"}) {
+		t.Errorf("replica a: %+v, want 2.5 cores and only the network missing", a)
 	}
 }
 

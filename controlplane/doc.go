@@ -64,6 +64,26 @@
 // nanosecond, so Δsum/Δcount × current limit is the level's true mean seats in use. In the lab,
 // for a level holding one flow, the two agree within 1% (fixtures_test.go, e2e).
 //
+// # The servers' own resources
+//
+// APF seats are a concurrency allowance, not a resource: a server with 600 seats and 2 cores runs
+// out of CPU, then memory, long before it runs out of seats. Each Load therefore also carries
+// what the process used of its machine (Resources), from the process and Go runtime metrics of
+// the same scrape:
+//
+//	CPU cores used     Δ process_cpu_seconds_total / Δt
+//	CPU capacity       go_sched_gomaxprocs_threads (Go ≥ 1.25: the container's CPU limit rounded
+//	                   up, at least 2; else the machine's CPUs)
+//	resident memory    process_resident_memory_bytes; heap in use go_memstats_heap_inuse_bytes
+//	memory limit       go_gc_gomemlimit_bytes when GOMEMLIMIT is set (math.MaxInt64 means unset;
+//	                   a container's limit alone is invisible from inside /metrics)
+//	bytes sent         Δ process_network_transmit_bytes_total / Δt (the network namespace's);
+//	                   response bodies Δ Σ apiserver_response_sizes_sum / Δt
+//
+// Counter resets are handled as for APF's counters. Summed over replicas; Missing names what
+// the metrics did not carry, on any replica, so that a consumer never reads an unknown capacity
+// as zero or as infinite.
+//
 // # SLIs and SLOs
 //
 // The server-wide SLI is the p99 of Δ apiserver_request_sli_duration_seconds buckets per verb and

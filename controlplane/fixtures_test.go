@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +128,44 @@ func TestLabCaptureAcrossAnAPIServerRestartCountsFromTheRestart(t *testing.T) {
 	}
 	if !within(r.Window.Seconds, since, 1e-6) {
 		t.Errorf("window = %gs, want the %gs since the restart", r.Window.Seconds, since)
+	}
+	// process_cpu_seconds_total went from 9.25 down to 3.53: the new process's CPU since it started.
+	if got := r.Resources.CPUCores; !within(got, 3.53/since, 1e-6) {
+		t.Errorf("CPU after restart = %g cores, want %g", got, 3.53/since)
+	}
+}
+
+func TestLabCaptureReadsTheAPIServersOwnResources(t *testing.T) {
+	s := snapshotOf(t, "127.0.0.1:42797", "agent-0.prom.gz", "agent-1.prom.gz")
+	r := Analyze(s[0], s[1])
+	window := 1795577700.676806430 - 1795577690.594995952
+	got := r.Resources
+	want := Resources{
+		CPUCores:               (9.25 - 8.44) / window,
+		CPUCapacityCores:       2,
+		ResidentBytes:          4.31804416e+08,
+		TransmitBytesPerSecond: (9.5029913e+07 - 9.0588227e+07) / window,
+	}
+	for _, c := range []struct {
+		name      string
+		got, want float64
+	}{
+		{"cpu cores", got.CPUCores, want.CPUCores}, {"cpu capacity", got.CPUCapacityCores, want.CPUCapacityCores},
+		{"resident bytes", got.ResidentBytes, want.ResidentBytes}, {"transmit bytes/s", got.TransmitBytesPerSecond, want.TransmitBytesPerSecond},
+	} {
+		if !within(c.got, c.want, 1e-6) {
+			t.Errorf("%s = %g, want %g", c.name, c.got, c.want)
+		}
+	}
+	if got.HeapInuseBytes <= 0 || got.ResponseBytesPerSecond <= 0 {
+		t.Errorf("heap in use %g bytes, responses %g bytes/s: both are in the capture", got.HeapInuseBytes, got.ResponseBytesPerSecond)
+	}
+	// The lab sets no GOMEMLIMIT (Go reports math.MaxInt64): the limit is unknown, and said so.
+	if got.MemoryLimitBytes != 0 || !slices.Equal(got.Missing, []string{"memory limit"}) {
+		t.Errorf("memory limit %g, missing %q; want 0 and [memory limit]", got.MemoryLimitBytes, got.Missing)
+	}
+	if rep := r.Replicas[0].Load.Resources; !reflect.DeepEqual(rep, got) {
+		t.Errorf("one replica's resources %+v differ from the total %+v", rep, got)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 )
 
 // histogramFamilies are the wanted families Prometheus stores as _bucket, _sum and _count series.
-var histogramFamilies = []string{metricWait, metricExecution, metricEstimatedSeats, metricSLI, metricSeatUtilization}
+var histogramFamilies = []string{metricWait, metricExecution, metricEstimatedSeats, metricSLI, metricSeatUtilization, metricResponseSizes}
 
 // PrometheusSource reads the series bulkhead needs from a Prometheus HTTP API instead of scraping
 // the apiservers, for control planes that only a (managed) Prometheus can observe. Each value of

@@ -23,6 +23,35 @@ type Load struct {
 	PriorityLevels []LevelLoad `json:"priorityLevels"`
 	SLIs           []SLI       `json:"slis"`
 	Seats          Seats       `json:"seats"`
+	Resources      Resources   `json:"resources"`
+}
+
+// Resources is what the API server processes used of their machines: CPU, memory and the network,
+// from the process and Go runtime metrics every kube-apiserver exposes. A managed control plane
+// may strip some; Missing names what could not be read, and a zero then means unknown, not none.
+type Resources struct {
+	// CPUCores is the CPU time burned per second of the window (Δ process_cpu_seconds_total / Δt).
+	CPUCores float64 `json:"cpuCores"`
+	// CPUCapacityCores is GOMAXPROCS (go_sched_gomaxprocs_threads). Go ≥ 1.25 derives it from the
+	// container's CPU limit, rounded up and at least 2, else from the machine's CPUs: the cores
+	// the process can use at once.
+	CPUCapacityCores float64 `json:"cpuCapacityCores"`
+	// ResidentBytes is process_resident_memory_bytes at the end of the window; HeapInuseBytes
+	// is the Go heap in use (go_memstats_heap_inuse_bytes).
+	ResidentBytes  float64 `json:"residentBytes"`
+	HeapInuseBytes float64 `json:"heapInuseBytes"`
+	// MemoryLimitBytes is the Go runtime's memory limit (GOMEMLIMIT, go_gc_gomemlimit_bytes) when
+	// one is set. A container's memory limit is not visible in /metrics: without GOMEMLIMIT
+	// it is unknown (0, and "memory limit" is in Missing).
+	MemoryLimitBytes float64 `json:"memoryLimitBytes"`
+	// TransmitBytesPerSecond is what the process's network namespace sent per second
+	// (process_network_transmit_bytes_total); ResponseBytesPerSecond the response bodies the
+	// API server wrote (Σ apiserver_response_sizes).
+	TransmitBytesPerSecond float64 `json:"transmitBytesPerSecond"`
+	ResponseBytesPerSecond float64 `json:"responseBytesPerSecond"`
+	// Missing names the resources the metrics did not tell: "cpu", "cpu capacity", "memory",
+	// "memory limit", "network". Summed over replicas, one replica's gap is the total's.
+	Missing []string `json:"missing,omitempty"`
 }
 
 // FlowLoad is the load of one flow schema within one priority level. Rates are per second over

@@ -48,12 +48,23 @@ const (
 	metricSLI               = "apiserver_request_sli_duration_seconds"
 	metricSeatUtilization   = "apiserver_flowcontrol_priority_level_seat_utilization"
 	metricProcessStart      = "process_start_time_seconds"
+
+	// The process's own resources (see Resources).
+	metricCPUSeconds    = "process_cpu_seconds_total"
+	metricGOMAXPROCS    = "go_sched_gomaxprocs_threads"
+	metricResident      = "process_resident_memory_bytes"
+	metricGoMemLimit    = "go_gc_gomemlimit_bytes"
+	metricHeapInuse     = "go_memstats_heap_inuse_bytes"
+	metricTransmitBytes = "process_network_transmit_bytes_total"
+	metricResponseSizes = "apiserver_response_sizes"
 )
 
 var wantedFamilies = map[string]bool{
 	metricDispatched: true, metricRejected: true, metricExecutingSeats: true, metricExecutingRequests: true,
 	metricInQueue: true, metricWait: true, metricExecution: true, metricEstimatedSeats: true,
 	metricNominalSeats: true, metricCurrentSeats: true, metricSLI: true, metricProcessStart: true, metricSeatUtilization: true,
+	metricCPUSeconds: true, metricGOMAXPROCS: true, metricResident: true, metricGoMemLimit: true, metricHeapInuse: true,
+	metricTransmitBytes: true, metricResponseSizes: true,
 }
 
 // acceptHeader asks for delimited protobuf, which is cheaper to parse, and accepts text.
