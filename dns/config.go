@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/bulkhead-dev/bulkhead/dns/upstream"
+	"github.com/bulkhead-dev/bulkhead/internal/writable"
 )
 
 // Defaults of the command's flags.
@@ -48,7 +49,8 @@ type Config struct {
 	Log  *slog.Logger
 }
 
-// Validate checks the flags without touching the network; Kube is checked by Start.
+// Validate checks the flags without touching the network (the snapshot's directory is checked
+// for writability by creating and removing a file in it); Kube is checked by Start.
 func (c Config) Validate() error {
 	var errs []error
 	if _, err := netip.ParseAddrPort(c.Listen); err != nil {
@@ -60,6 +62,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--snapshot %q: directory %s does not exist", c.Snapshot, filepath.Dir(c.Snapshot)))
 	} else if st, err := os.Stat(c.Snapshot); err == nil && st.IsDir() {
 		errs = append(errs, fmt.Errorf("--snapshot %q is a directory, want a file path", c.Snapshot))
+	} else if err := writable.Dir(filepath.Dir(c.Snapshot)); err != nil {
+		// Ready with a snapshot that can never be written would lose every record at the next
+		// restart during an outage: refuse now.
+		errs = append(errs, fmt.Errorf("--snapshot %q: %w", c.Snapshot, err))
 	}
 	zone := miekgdns.CanonicalName(c.ClusterDomain)
 	if _, ok := miekgdns.IsDomainName(zone); !ok || zone == "." {
@@ -72,6 +78,9 @@ func (c Config) Validate() error {
 	}
 	if c.TTL < time.Second || c.TTL > 24*time.Hour || c.TTL%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("--ttl %v: want whole seconds between 1s and 24h", c.TTL))
+	}
+	if c.SnapshotDelay < 0 {
+		errs = append(errs, fmt.Errorf("--snapshot-delay %v must not be negative", c.SnapshotDelay))
 	}
 	if c.MaxStale < 0 {
 		errs = append(errs, fmt.Errorf("--max-stale %v must not be negative", c.MaxStale))

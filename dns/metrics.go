@@ -10,14 +10,15 @@ import (
 
 // nodeMetrics are the metrics of the wiring: snapshot, API connection, sync and index.
 type nodeMetrics struct {
-	snapshotLoadErrors *prometheus.CounterVec
-	snapshotWrites     *prometheus.CounterVec
-	apiConnected       prometheus.Gauge
-	lastSync           prometheus.Gauge
-	indexServices      prometheus.Gauge
-	indexNames         prometheus.Gauge
-	indexBuild         prometheus.Histogram
-	ready              prometheus.Gauge
+	snapshotLoadErrors   *prometheus.CounterVec
+	snapshotWrites       *prometheus.CounterVec
+	snapshotWriteFailing prometheus.Gauge
+	apiConnected         prometheus.Gauge
+	lastSync             prometheus.Gauge
+	indexServices        prometheus.Gauge
+	indexNames           prometheus.Gauge
+	indexBuild           prometheus.Histogram
+	ready                prometheus.Gauge
 	// snapshotSyncedAt is the SyncedAt (Unix nanoseconds) of the newest snapshot on disk.
 	snapshotSyncedAt atomic.Int64
 }
@@ -32,9 +33,13 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 			Name: "bulkhead_dns_snapshot_writes_total",
 			Help: "Snapshot writes, by result (ok, error).",
 		}, []string{"result"}),
+		snapshotWriteFailing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bulkhead_dns_snapshot_write_failing",
+			Help: "1 while the last snapshot write failed (the next restart would not find the current view), 0 after a write succeeded.",
+		}),
 		apiConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bulkhead_dns_api_connected",
-			Help: "1 while the watches on the API server work, 0 after a watch failed until the next event.",
+			Help: "1 while the API server answers the watches' requests, 0 from a refused, failed or timed-out request until one succeeds.",
 		}),
 		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "bulkhead_dns_last_sync_timestamp_seconds",
@@ -59,7 +64,7 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		}
 		return time.Since(time.Unix(0, at)).Seconds()
 	})
-	reg.MustRegister(m.snapshotLoadErrors, m.snapshotWrites, m.apiConnected, m.lastSync,
+	reg.MustRegister(m.snapshotLoadErrors, m.snapshotWrites, m.snapshotWriteFailing, m.apiConnected, m.lastSync,
 		m.indexServices, m.indexNames, m.indexBuild, m.ready, age)
 	return m
 }

@@ -37,6 +37,10 @@ type Node struct {
 	tcp     net.Listener
 	http    net.Listener
 	cancel  context.CancelFunc
+	// conn follows the connection to the API server; its changes are logged once each.
+	conn *watch.Connection
+	// snapshotFailure is the last snapshot write's error ("" after a success), for /readyz.
+	snapshotFailure atomic.Pointer[string]
 	// serving holds the DNS and HTTP servers, syncing the watch and the snapshot writer: on
 	// shutdown the servers keep answering until syncing has finished or shutdownGrace passed.
 	serving, syncing sync.WaitGroup
@@ -88,7 +92,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.loadSnapshot()
 
-	client, err := kubernetes.NewForConfig(rest.CopyConfig(cfg.Kube))
+	n.conn = watch.NewConnection(n.connectionChanged)
+	kube := rest.CopyConfig(cfg.Kube)
+	kube.Wrap(n.conn.Wrap)
+	client, err := kubernetes.NewForConfig(kube)
 	if err != nil {
 		n.closeListeners()
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -103,10 +110,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.run(&n.syncing, func() error { n.writer.Run(ctx); return nil })
 	n.run(&n.syncing, func() error {
 		return watch.Run(ctx, watch.Config{
-			Client:       client,
-			OnView:       n.view,
-			OnConnection: n.connection,
-			Log:          cfg.Log,
+			Client: client,
+			OnView: n.view,
+			OnConnection: func(connected bool, err error) {
+				if connected {
+					err = nil
+				}
+				n.conn.ObserveError(err)
+			},
 		})
 	})
 	n.served = make(chan struct{})
@@ -225,20 +236,37 @@ func (n *Node) view(st *snapshot.State) {
 	n.writer.Submit(st)
 }
 
-func (n *Node) connection(connected bool, err error) {
-	if connected {
+// connectionChanged logs a change of the connection to the API server, once per change: an
+// outage is one line with its cause, its end another with its length.
+func (n *Node) connectionChanged(c watch.ConnectionChange) {
+	if c.State == watch.Connected {
 		n.metrics.apiConnected.Set(1)
+		if c.Previous == watch.Unknown {
+			n.log.Info("connected to the API server")
+			return
+		}
+		n.log.Info("API server reachable again; answering from its watch", "was", string(c.Previous), "for", c.Lasted.Round(time.Second))
 		return
 	}
 	n.metrics.apiConnected.Set(0)
+	view := "no view yet: cluster names are SERVFAIL"
+	if n.ready.Load() {
+		view = "answering from the last view"
+	}
+	n.log.Warn("API server "+string(c.State)+"; "+view, "cause", c.Cause)
 }
 
 func (n *Node) snapshotWritten(st *snapshot.State, err error) {
 	if err != nil {
 		n.metrics.snapshotWrites.WithLabelValues("error").Inc()
+		n.metrics.snapshotWriteFailing.Set(1)
+		failure := fmt.Sprintf("snapshot %s: last write failed at %s: %v", n.cfg.Snapshot, time.Now().UTC().Format(time.RFC3339), err)
+		n.snapshotFailure.Store(&failure)
 		return
 	}
 	n.metrics.snapshotWrites.WithLabelValues("ok").Inc()
+	n.metrics.snapshotWriteFailing.Set(0)
+	n.snapshotFailure.Store(nil)
 	n.metrics.snapshotSyncedAt.Store(st.SyncedAt.UnixNano())
 }
 
@@ -251,7 +279,12 @@ func (n *Node) serveHTTP(ctx context.Context, reg *prometheus.Registry) error {
 			http.Error(w, "not ready: no snapshot loaded and no sync with the API server yet", http.StatusServiceUnavailable)
 			return
 		}
+		// Serving is what readiness means; a failing snapshot write does not stop it, but the
+		// next restart during an outage would find no data: say so here.
 		fmt.Fprintln(w, "ok")
+		if failure := n.snapshotFailure.Load(); failure != nil {
+			fmt.Fprintln(w, "warning: "+*failure)
+		}
 	})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	stop := context.AfterFunc(ctx, func() { hs.Close() })

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
@@ -29,9 +28,10 @@ type Config struct {
 	MaxDelay time.Duration
 	// OnView receives every settled view, the first one once both informers have synced.
 	OnView func(*snapshot.State)
-	// OnConnection reports watch failures (false) and recoveries (true).
+	// OnConnection reports every watch failure (false, with its error) and every sign of
+	// health (true), as often as they happen: Connection turns them into changes worth a log
+	// line.
 	OnConnection func(connected bool, err error)
-	Log          *slog.Logger
 }
 
 // Run watches until ctx ends.
@@ -44,9 +44,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.MaxDelay == 0 {
 		cfg.MaxDelay = 250 * time.Millisecond
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	connection := func(connected bool, err error) {
 		if cfg.OnConnection != nil {
@@ -67,7 +64,6 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("watch: add handler: %w", err)
 		}
 		if err := inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
-			cfg.Log.Warn("watch failed; serving the last known view", "err", err)
 			connection(false, err)
 		}); err != nil {
 			return fmt.Errorf("watch: set error handler: %w", err)
