@@ -54,12 +54,22 @@ func StartCreate(ctx context.Context, client kubernetes.Interface, ds *appsv1.Da
 	return out, nil
 }
 
-// StartUpdate switches an existing DaemonSet to OnDelete, gives it the new template and
-// records the rollout's state, in one update guarded by the resourceVersion read: the
-// controller restarts no pod by itself from here on.
+// GuardedPodAnnotation marks the template an update rollout gives a DaemonSet, and so every
+// pod it makes: the break-glass identity may delete those pods in a rollback, and no others (the
+// API server's admission policy checks the pod itself, which is all it can see). The value is
+// fixed, so rolling out the same template again changes nothing.
+const GuardedPodAnnotation = "rollout.bulkhead.dev/guarded"
+
+// StartUpdate switches an existing DaemonSet to OnDelete, gives it the new template (marked
+// with GuardedPodAnnotation) and records the rollout's state, in one update guarded by the
+// resourceVersion read: the controller restarts no pod by itself from here on.
 func StartUpdate(ctx context.Context, client kubernetes.Interface, current *appsv1.DaemonSet, template corev1.PodTemplateSpec, st state.State) (*appsv1.DaemonSet, error) {
 	next := current.DeepCopy()
-	next.Spec.Template = template
+	next.Spec.Template = *template.DeepCopy()
+	if next.Spec.Template.Annotations == nil {
+		next.Spec.Template.Annotations = map[string]string{}
+	}
+	next.Spec.Template.Annotations[GuardedPodAnnotation] = "true"
 	next.Spec.UpdateStrategy = onDelete
 	if err := setState(next, st); err != nil {
 		return nil, err

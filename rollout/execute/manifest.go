@@ -16,6 +16,25 @@ import (
 // manifest without one ("default" when empty too); when explicit (-n was given) the manifest's
 // own namespace must agree with it.
 func ParseManifest(data []byte, namespace string, explicit bool) (*appsv1.DaemonSet, error) {
+	docs, err := documents(data)
+	if err != nil {
+		return nil, err
+	}
+	if len(docs) != 1 {
+		return nil, fmt.Errorf("manifest: want exactly one DaemonSet, found %d documents", len(docs))
+	}
+	kind, err := kindOf(docs[0])
+	if err != nil {
+		return nil, err
+	}
+	if !isDaemonSet(kind) {
+		return nil, fmt.Errorf("manifest is a %q of %q, not an apps/v1 DaemonSet", kind.Kind, kind.APIVersion)
+	}
+	return parseDaemonSet(docs[0], namespace, explicit)
+}
+
+// documents splits a YAML stream (or one JSON document) into its non-empty documents.
+func documents(data []byte) ([][]byte, error) {
 	dec := utilyaml.NewDocumentDecoder(io.NopCloser(bytes.NewReader(data)))
 	defer dec.Close()
 	var docs [][]byte
@@ -32,22 +51,30 @@ func ParseManifest(data []byte, namespace string, explicit bool) (*appsv1.Daemon
 			docs = append(docs, append([]byte(nil), doc...))
 		}
 	}
-	if len(docs) != 1 {
-		return nil, fmt.Errorf("manifest: want exactly one DaemonSet, found %d documents", len(docs))
+	return docs, nil
+}
+
+type typeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+func kindOf(doc []byte) (typeMeta, error) {
+	var meta typeMeta
+	if err := yaml.Unmarshal(doc, &meta); err != nil {
+		return meta, fmt.Errorf("manifest is not valid YAML: %w", err)
 	}
-	var meta struct {
-		APIVersion string `json:"apiVersion"`
-		Kind       string `json:"kind"`
-	}
-	if err := yaml.Unmarshal(docs[0], &meta); err != nil {
-		return nil, fmt.Errorf("manifest is not valid YAML: %w", err)
-	}
-	gv, err := schema.ParseGroupVersion(meta.APIVersion)
-	if err != nil || meta.Kind != "DaemonSet" || gv != appsv1.SchemeGroupVersion {
-		return nil, fmt.Errorf("manifest is a %q of %q, not an apps/v1 DaemonSet", meta.Kind, meta.APIVersion)
-	}
+	return meta, nil
+}
+
+func isDaemonSet(t typeMeta) bool {
+	gv, err := schema.ParseGroupVersion(t.APIVersion)
+	return err == nil && t.Kind == "DaemonSet" && gv == appsv1.SchemeGroupVersion
+}
+
+func parseDaemonSet(doc []byte, namespace string, explicit bool) (*appsv1.DaemonSet, error) {
 	var ds appsv1.DaemonSet
-	if err := yaml.UnmarshalStrict(docs[0], &ds); err != nil {
+	if err := yaml.UnmarshalStrict(doc, &ds); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
 	switch {
@@ -58,13 +85,20 @@ func ParseManifest(data []byte, namespace string, explicit bool) (*appsv1.Daemon
 	case explicit && ds.Namespace != "" && ds.Namespace != namespace:
 		return nil, fmt.Errorf("manifest: DaemonSet %s is in namespace %q, but -n asks for %q", ds.Name, ds.Namespace, namespace)
 	}
-	if ds.Namespace == "" {
-		ds.Namespace = namespace
-	}
-	if ds.Namespace == "" {
-		ds.Namespace = "default"
-	}
+	ds.Namespace = defaultNamespace(ds.Namespace, namespace)
 	return &ds, nil
+}
+
+// defaultNamespace is an object's namespace: its own, else -n or the kubeconfig's, else
+// "default".
+func defaultNamespace(own, given string) string {
+	switch {
+	case own != "":
+		return own
+	case given != "":
+		return given
+	}
+	return "default"
 }
 
 func onlyComments(doc []byte) bool {
