@@ -2,13 +2,17 @@ package breakglass
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -37,24 +41,89 @@ func CheckTokenTTL(ttl time.Duration) error {
 // ErrNotInstalled means the break-glass service account does not exist.
 var ErrNotInstalled = errors.New("break-glass is not installed (run bulkhead install)")
 
-// MintToken asks the API server, as base's identity, for a token of bulkhead's service account.
-func MintToken(ctx context.Context, c kubernetes.Interface, ttl time.Duration) (string, time.Time, error) {
+// Token is a minted break-glass token and what the API server says about it.
+type Token struct {
+	Value   string
+	Expires time.Time
+	// Audiences are the token's: the TokenRequest asks for none, so the API server gives its
+	// own, and only the API server (not a service that reviews tokens for an audience of its
+	// own) accepts the token.
+	Audiences []string
+	// CredentialID is the token's JWT ID as the API server records it: its audit log carries
+	// it on the TokenRequest and, as user extra authentication.kubernetes.io/credential-id, on
+	// every request made with the token. "" when the server's tokens carry none.
+	CredentialID string
+}
+
+// MintToken asks the API server, as c's identity, for a token of bulkhead's service account.
+func MintToken(ctx context.Context, c kubernetes.Interface, ttl time.Duration) (Token, error) {
 	seconds := int64(ttl / time.Second)
 	req := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &seconds}}
 	resp, err := c.CoreV1().ServiceAccounts(Namespace).CreateToken(ctx, ServiceAccountName, req, metav1.CreateOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return "", time.Time{}, ErrNotInstalled
+		return Token{}, ErrNotInstalled
 	case apierrors.IsForbidden(err):
 		// RBAC answers before the object is looked up: to a non-admin, "not installed" looks
 		// the same as "not allowed".
-		return "", time.Time{}, fmt.Errorf("cannot mint break-glass tokens: break-glass is not installed (bulkhead install), "+
+		return Token{}, fmt.Errorf("cannot mint break-glass tokens: break-glass is not installed (bulkhead install), "+
 			"or you are not in its operators' group (install lets that group create serviceaccounts/token on %s/%s): %w",
 			Namespace, ServiceAccountName, err)
 	case err != nil:
-		return "", time.Time{}, fmt.Errorf("mint a token for %s/%s: %w", Namespace, ServiceAccountName, err)
+		return Token{}, fmt.Errorf("mint a token for %s/%s: %w", Namespace, ServiceAccountName, err)
 	}
-	return resp.Status.Token, resp.Status.ExpirationTimestamp.Time, nil
+	return Token{Value: resp.Status.Token, Expires: resp.Status.ExpirationTimestamp.Time, Audiences: resp.Spec.Audiences,
+		CredentialID: credentialID(resp.Status.Token)}, nil
+}
+
+// credentialID reads the jti claim of a service account token. The token came from the API
+// server over TLS: it is read, not verified.
+func credentialID(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var claims struct {
+		ID string `json:"jti"`
+	}
+	if json.Unmarshal(payload, &claims) != nil {
+		return ""
+	}
+	return claims.ID
+}
+
+// MintReason is the Event reason that records a minted break-glass token.
+const MintReason = "BreakGlassTokenMinted"
+
+// RecordMint writes an Event on the break-glass service account saying who minted tok and for
+// what, through c (the token's own client, so the record travels the lane). The API server
+// records the same minting in its audit log, with the minter, whatever client was used
+// (TokenPolicyName's audit annotation); this Event is what `kubectl describe serviceaccount` shows.
+func RecordMint(ctx context.Context, c kubernetes.Interface, by, purpose string, tok Token) error {
+	if by == "" {
+		by = "someone (SelfSubjectReview failed)"
+	}
+	msg := fmt.Sprintf("%s minted a break-glass token for %s, valid until %s", by, purpose, tok.Expires.UTC().Format(time.RFC3339))
+	if tok.CredentialID != "" {
+		msg += ", credential JTI=" + tok.CredentialID
+	}
+	now := metav1.NewTime(time.Now())
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{GenerateName: ServiceAccountName + ".", Namespace: Namespace},
+		InvolvedObject: corev1.ObjectReference{Kind: "ServiceAccount", APIVersion: "v1", Namespace: Namespace, Name: ServiceAccountName},
+		Reason:         MintReason, Message: msg, Type: corev1.EventTypeNormal,
+		Source:         corev1.EventSource{Component: "bulkhead"},
+		FirstTimestamp: now, LastTimestamp: now, Count: 1,
+		ReportingController: "bulkhead.dev/breakglass", ReportingInstance: "bulkhead",
+	}
+	if _, err := c.CoreV1().Events(Namespace).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("record the minted token (Event on %s/%s): %w", Namespace, ServiceAccountName, err)
+	}
+	return nil
 }
 
 // TokenConfig is base with its identity replaced by token: same server and TLS trust, no client
@@ -138,12 +207,17 @@ func Dial(ctx context.Context, base *rest.Config) Route {
 	whoCtx, cancel := context.WithTimeout(ctx, whoamiTimeout)
 	caller, whoErr := Whoami(whoCtx, client)
 	cancel()
-	if whoErr == nil && slices.Contains(caller.Groups, "system:masters") {
+	switch {
+	case whoErr == nil && slices.Contains(caller.Groups, "system:masters"):
 		return Route{Config: base, Lane: LaneExempt, Caller: caller,
 			Note: fmt.Sprintf("using your own credentials (%s, system:masters: exempt from API Priority and Fairness)", caller.User)}
+	case whoErr == nil && caller.User == username:
+		// A break-glass kubeconfig: already in the lane (and it may not mint tokens).
+		return Route{Config: base, Lane: LaneBreakGlass, Caller: caller,
+			Note: fmt.Sprintf("using the break-glass lane: these credentials are %s/%s's own", Namespace, ServiceAccountName)}
 	}
 	mintCtx, cancel := context.WithTimeout(ctx, mintTimeout)
-	token, expires, err := MintToken(mintCtx, client, commandTokenTTL)
+	token, err := MintToken(mintCtx, client, commandTokenTTL)
 	cancel()
 	if err != nil {
 		r := Route{Config: base, Lane: LaneOwn, Caller: caller,
@@ -153,8 +227,18 @@ func Dial(ctx context.Context, base *rest.Config) Route {
 		}
 		return r
 	}
-	return Route{Config: TokenConfig(base, token), Lane: LaneBreakGlass, Caller: caller,
-		Note: fmt.Sprintf("using the break-glass lane as %s/%s (token valid until %s)", Namespace, ServiceAccountName, expires.UTC().Format(time.RFC3339))}
+	cfg := TokenConfig(base, token.Value)
+	r := Route{Config: cfg, Lane: LaneBreakGlass, Caller: caller,
+		Note: fmt.Sprintf("using the break-glass lane as %s/%s (token valid until %s)", Namespace, ServiceAccountName, token.Expires.UTC().Format(time.RFC3339))}
+	if tokenClient, err := kubernetes.NewForConfig(cfg); err == nil {
+		recordCtx, cancel := context.WithTimeout(ctx, mintTimeout)
+		err = RecordMint(recordCtx, tokenClient, caller.User, "a bulkhead command ("+commandTokenTTL.String()+")", token)
+		cancel()
+		if err != nil {
+			r.Note += "; " + err.Error()
+		}
+	}
+	return r
 }
 
 // Config is Dial for other bulkhead packages (rollout uses it for rollbacks): the config, and

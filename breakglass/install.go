@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -115,6 +115,10 @@ func Install(ctx context.Context, c kubernetes.Interface, m *Manifest) ([]Change
 				same: sameServiceAccount, merge: mergeServiceAccount,
 			}, m.ServiceAccount))
 		},
+		func() error { return step(ensurePolicy(ctx, c, m.Policy)) },
+		func() error { return step(ensurePolicyBinding(ctx, c, m.PolicyBinding)) },
+		func() error { return step(ensurePolicy(ctx, c, m.TokenPolicy)) },
+		func() error { return step(ensurePolicyBinding(ctx, c, m.TokenPolicyBinding)) },
 		func() error {
 			crs := rbac.ClusterRoles()
 			return step(ensure(ctx, kindOps[*rbacv1.ClusterRole]{kind: "ClusterRole",
@@ -152,35 +156,17 @@ func Install(ctx context.Context, c kubernetes.Interface, m *Manifest) ([]Change
 		func() error { return step(ensureRoleBinding(ctx, rbac, m.DiscoveryBinding)) },
 		func() error { return step(ensureRole(ctx, rbac, m.TokenRole)) },
 		func() error { return step(ensureRoleBinding(ctx, rbac, m.TokenBinding)) },
+		// The lane's APF objects go through apf, the one writer of FlowSchemas and levels
+		// (server-side apply); an apply that changes nothing writes nothing.
 		func() error {
-			pls := fc.PriorityLevelConfigurations()
-			return step(ensure(ctx, kindOps[*flowcontrolv1.PriorityLevelConfiguration]{kind: "PriorityLevelConfiguration",
-				get: func(ctx context.Context, n string) (*flowcontrolv1.PriorityLevelConfiguration, error) {
-					return pls.Get(ctx, n, metav1.GetOptions{})
-				},
-				create: func(ctx context.Context, o *flowcontrolv1.PriorityLevelConfiguration) (*flowcontrolv1.PriorityLevelConfiguration, error) {
-					return pls.Create(ctx, o, create)
-				},
-				update: func(ctx context.Context, o *flowcontrolv1.PriorityLevelConfiguration) (*flowcontrolv1.PriorityLevelConfiguration, error) {
-					return pls.Update(ctx, o, update)
-				},
-				same: sameLevel, merge: mergeLevel,
-			}, m.Level))
+			return step(ensureAPF(ctx, "PriorityLevelConfiguration", m.Level, func(ctx context.Context) (metav1.Object, error) {
+				return fc.PriorityLevelConfigurations().Get(ctx, m.Level.Name, metav1.GetOptions{})
+			}, func(ctx context.Context) (metav1.Object, error) { return apf.ApplyPriorityLevel(ctx, fc, m.Level) }))
 		},
 		func() error {
-			fss := fc.FlowSchemas()
-			return step(ensure(ctx, kindOps[*flowcontrolv1.FlowSchema]{kind: "FlowSchema",
-				get: func(ctx context.Context, n string) (*flowcontrolv1.FlowSchema, error) {
-					return fss.Get(ctx, n, metav1.GetOptions{})
-				},
-				create: func(ctx context.Context, o *flowcontrolv1.FlowSchema) (*flowcontrolv1.FlowSchema, error) {
-					return fss.Create(ctx, o, create)
-				},
-				update: func(ctx context.Context, o *flowcontrolv1.FlowSchema) (*flowcontrolv1.FlowSchema, error) {
-					return fss.Update(ctx, o, update)
-				},
-				same: sameSchema, merge: mergeSchema,
-			}, m.Schema))
+			return step(ensureAPF(ctx, "FlowSchema", m.Schema, func(ctx context.Context) (metav1.Object, error) {
+				return fc.FlowSchemas().Get(ctx, m.Schema.Name, metav1.GetOptions{})
+			}, func(ctx context.Context) (metav1.Object, error) { return apf.ApplyFlowSchema(ctx, fc, m.Schema) }))
 		},
 	}
 	for _, s := range steps {
@@ -223,6 +209,69 @@ func ensureRoleBinding(ctx context.Context, rbac rbacclient.RbacV1Interface, des
 		check: func(e, d *rbacv1.RoleBinding) error {
 			return bindingConflict("RoleBinding", d.Namespace+"/"+d.Name, e.RoleRef, d.RoleRef)
 		},
+	}, desired)
+}
+
+// ensureAPF applies a lane object through apf and reports what the apply did: created (it was
+// absent), updated (its resourceVersion moved) or unchanged. Like the other kinds, it refuses
+// an object bulkhead does not own or one being deleted.
+func ensureAPF(ctx context.Context, kind string, desired metav1.Object,
+	get func(context.Context) (metav1.Object, error), apply func(context.Context) (metav1.Object, error)) (Change, error) {
+	change := Change{Kind: kind, Name: desired.GetName()}
+	existing, err := get(ctx)
+	switch {
+	case apierrors.IsNotFound(err):
+		existing = nil
+	case err != nil:
+		return change, fmt.Errorf("read %s %s: %w", kind, change.Name, err)
+	default:
+		if _, err := decide(kind, existing, desired, true); err != nil {
+			return change, err
+		}
+	}
+	applied, err := apply(ctx)
+	switch {
+	case err != nil:
+		return change, err
+	case existing == nil:
+		change.Action = Created
+	case applied.GetResourceVersion() != existing.GetResourceVersion():
+		change.Action = Updated
+	default:
+		change.Action = Unchanged
+	}
+	return change, nil
+}
+
+func ensurePolicy(ctx context.Context, c kubernetes.Interface, desired *admissionv1.ValidatingAdmissionPolicy) (Change, error) {
+	policies := c.AdmissionregistrationV1().ValidatingAdmissionPolicies()
+	return ensure(ctx, kindOps[*admissionv1.ValidatingAdmissionPolicy]{kind: "ValidatingAdmissionPolicy",
+		get: func(ctx context.Context, n string) (*admissionv1.ValidatingAdmissionPolicy, error) {
+			return policies.Get(ctx, n, metav1.GetOptions{})
+		},
+		create: func(ctx context.Context, o *admissionv1.ValidatingAdmissionPolicy) (*admissionv1.ValidatingAdmissionPolicy, error) {
+			return policies.Create(ctx, o, createOptions)
+		},
+		update: func(ctx context.Context, o *admissionv1.ValidatingAdmissionPolicy) (*admissionv1.ValidatingAdmissionPolicy, error) {
+			return policies.Update(ctx, o, updateOptions)
+		},
+		same: samePolicy, merge: mergePolicy,
+	}, desired)
+}
+
+func ensurePolicyBinding(ctx context.Context, c kubernetes.Interface, desired *admissionv1.ValidatingAdmissionPolicyBinding) (Change, error) {
+	bindings := c.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+	return ensure(ctx, kindOps[*admissionv1.ValidatingAdmissionPolicyBinding]{kind: "ValidatingAdmissionPolicyBinding",
+		get: func(ctx context.Context, n string) (*admissionv1.ValidatingAdmissionPolicyBinding, error) {
+			return bindings.Get(ctx, n, metav1.GetOptions{})
+		},
+		create: func(ctx context.Context, o *admissionv1.ValidatingAdmissionPolicyBinding) (*admissionv1.ValidatingAdmissionPolicyBinding, error) {
+			return bindings.Create(ctx, o, createOptions)
+		},
+		update: func(ctx context.Context, o *admissionv1.ValidatingAdmissionPolicyBinding) (*admissionv1.ValidatingAdmissionPolicyBinding, error) {
+			return bindings.Update(ctx, o, updateOptions)
+		},
+		same: samePolicyBinding, merge: mergePolicyBinding,
 	}, desired)
 }
 
@@ -279,6 +328,25 @@ func Uninstall(ctx context.Context, c kubernetes.Interface, waitFor time.Duratio
 				l, err := rbac.ClusterRoles().List(ctx, o)
 				return items(l, err, func(l *rbacv1.ClusterRoleList) []rbacv1.ClusterRole { return l.Items })
 			}, rbac.ClusterRoles().Delete)
+		},
+		// The rails go after the rights they narrow.
+		func() ([]Change, error) {
+			bindings := c.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings()
+			return deleteListed(ctx, "ValidatingAdmissionPolicyBinding", "", sel, func(ctx context.Context, o metav1.ListOptions) ([]metav1.Object, error) {
+				l, err := bindings.List(ctx, o)
+				return items(l, err, func(l *admissionv1.ValidatingAdmissionPolicyBindingList) []admissionv1.ValidatingAdmissionPolicyBinding {
+					return l.Items
+				})
+			}, bindings.Delete)
+		},
+		func() ([]Change, error) {
+			policies := c.AdmissionregistrationV1().ValidatingAdmissionPolicies()
+			return deleteListed(ctx, "ValidatingAdmissionPolicy", "", sel, func(ctx context.Context, o metav1.ListOptions) ([]metav1.Object, error) {
+				l, err := policies.List(ctx, o)
+				return items(l, err, func(l *admissionv1.ValidatingAdmissionPolicyList) []admissionv1.ValidatingAdmissionPolicy {
+					return l.Items
+				})
+			}, policies.Delete)
 		},
 		// Only DiscoveryNamespace needs a look of its own: what install put in Namespace goes
 		// with the namespace.

@@ -34,15 +34,17 @@ type ShedResult struct {
 }
 
 // ShedIdentity jails req.Identity: first the level, then the FlowSchema that sends the identity there,
-// so the schema never points at a missing level. Guard rails apply unless req.Force.
+// so the schema never points at a missing level. The guard rails apply again, now with the
+// installed operators' group; req.Force lifts only the soft ones, and the API server's policy
+// holds the same rails for whoever writes a shed.
 func ShedIdentity(ctx context.Context, fc flowcontrolclient.FlowcontrolV1Interface, req ShedRequest, by string, now time.Time) (ShedResult, error) {
 	group, err := InstalledOperatorsGroup(ctx, fc)
 	if err != nil {
 		return ShedResult{}, err
 	}
 	protection := Guard(req.Identity, group)
-	if protection.Reason != "" && !req.Force {
-		return ShedResult{}, fmt.Errorf("refusing to shed %s: %s (--force overrides)", req.Identity, protection.Reason)
+	if err := protection.Err(req.Identity, req.Force); err != nil {
+		return ShedResult{}, err
 	}
 	level, schema, err := ShedObjects(req, by, now)
 	if err != nil {

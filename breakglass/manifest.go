@@ -3,7 +3,9 @@ package breakglass
 import (
 	"fmt"
 	"strings"
+	"unicode"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -25,8 +27,14 @@ type InstallOptions struct {
 
 // Manifest is every object install creates, in the order it creates them.
 type Manifest struct {
-	Namespace          *corev1.Namespace
-	ServiceAccount     *corev1.ServiceAccount
+	Namespace      *corev1.Namespace
+	ServiceAccount *corev1.ServiceAccount
+	// Policy and its binding hold the break-glass identity to its rails in the API server;
+	// TokenPolicy caps its tokens' lifetime. They exist before the role that grants anything.
+	Policy             *admissionv1.ValidatingAdmissionPolicy
+	PolicyBinding      *admissionv1.ValidatingAdmissionPolicyBinding
+	TokenPolicy        *admissionv1.ValidatingAdmissionPolicy
+	TokenPolicyBinding *admissionv1.ValidatingAdmissionPolicyBinding
 	ClusterRole        *rbacv1.ClusterRole
 	ClusterRoleBinding *rbacv1.ClusterRoleBinding
 	DiscoveryRole      *rbacv1.Role
@@ -37,28 +45,29 @@ type Manifest struct {
 	Schema             *flowcontrolv1.FlowSchema
 }
 
-// Objects lists the manifest in creation order: the lane comes last so that it never points at
-// an identity that does not exist yet.
+// Objects lists the manifest in creation order: the rails come before the rights they narrow,
+// and the lane comes last so that it never points at an identity that does not exist yet.
 func (m *Manifest) Objects() []runtime.Object {
-	return []runtime.Object{m.Namespace, m.ServiceAccount, m.ClusterRole, m.ClusterRoleBinding,
-		m.DiscoveryRole, m.DiscoveryBinding, m.TokenRole, m.TokenBinding, m.Level, m.Schema}
+	return []runtime.Object{m.Namespace, m.ServiceAccount, m.Policy, m.PolicyBinding, m.TokenPolicy, m.TokenPolicyBinding,
+		m.ClusterRole, m.ClusterRoleBinding, m.DiscoveryRole, m.DiscoveryBinding, m.TokenRole, m.TokenBinding, m.Level, m.Schema}
 }
 
 // LaneQueuing gives each operator (the schema distinguishes by user) a queue of its own most of
 // the time, so one operator's burst does not delay another's.
 var LaneQueuing = apf.Queuing{Queues: 16, HandSize: 4, QueueLengthLimit: 50}
 
-// Rules is the break-glass identity's ClusterRole: what bulkhead's own commands do through the
-// lane (shed and its expiry, rollout rollback, reading apiserver metrics), nothing more. Each
-// rule is explained in README.md.
+// Rules is the break-glass identity's ClusterRole: the verbs bulkhead's own commands use through
+// the lane (shed and its expiry, a rollout's rollback, reading apiserver metrics), nothing more.
+// RBAC cannot say which objects: the writes are narrowed further by the API server's admission
+// policy (policy.go). Each rule is explained in README.md.
 var Rules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"flowcontrol.apiserver.k8s.io"}, Resources: []string{"flowschemas", "prioritylevelconfigurations"},
-		Verbs: []string{"get", "list", "watch", "create", "patch", "update", "delete"}},
-	{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, Verbs: []string{"get", "list", "watch", "patch", "update", "delete"}},
+		Verbs: []string{"get", "list", "create", "patch", "delete"}},
+	{APIGroups: []string{"apps"}, Resources: []string{"daemonsets"}, Verbs: []string{"get", "list", "patch", "update", "delete"}},
 	{APIGroups: []string{"apps"}, Resources: []string{"controllerrevisions"}, Verbs: []string{"get", "list"}},
-	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch", "patch", "delete"}},
-	{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch", "patch"}},
-	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+	{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "delete"}},
+	{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "patch"}},
+	{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: []string{"create"}},
 	{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}},
 }
 
@@ -66,21 +75,55 @@ var discoveryRules = []rbacv1.PolicyRule{
 	{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
 }
 
+// namespaceLabels make the API server refuse any pod in namespace bulkhead that is not
+// Pod Security "restricted": nothing runs there, and nothing privileged ever should.
+var namespaceLabels = map[string]string{
+	"pod-security.kubernetes.io/enforce": "restricted",
+	"pod-security.kubernetes.io/warn":    "restricted",
+	"pod-security.kubernetes.io/audit":   "restricted",
+}
+
+// maxGroupName bounds an operators' group name (the API's limit on a label value-like name is
+// far above any real group; this only stops pasted garbage).
+const maxGroupName = 253
+
+// CheckOperatorsGroup refuses a group whose members would be the wrong people to mint
+// break-glass tokens: empty or malformed names, "*", and every system: group — components,
+// nodes, everyone, and system:serviceaccounts[:namespace], which would let any pod running as a
+// service account of that namespace mint them.
+func CheckOperatorsGroup(group string) error {
+	switch {
+	case group == "":
+		return fmt.Errorf("--operators-group must not be empty")
+	case strings.TrimSpace(group) != group:
+		return fmt.Errorf("--operators-group %q has leading or trailing spaces", group)
+	case strings.IndexFunc(group, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
+		return fmt.Errorf("--operators-group %q contains whitespace or control characters; no authenticator produces such a group", group)
+	case len(group) > maxGroupName:
+		return fmt.Errorf("--operators-group is %d bytes long; at most %d", len(group), maxGroupName)
+	case group == "*":
+		return fmt.Errorf("--operators-group \"*\" would match every group: everyone could mint break-glass tokens")
+	case group == "system:masters":
+		return fmt.Errorf("--operators-group system:masters: its members are exempt from APF already; name the group of operators who are not cluster admins")
+	case strings.HasPrefix(group, "system:serviceaccounts"):
+		return fmt.Errorf("--operators-group %s: every pod running as a service account%s could mint break-glass tokens; name a group of people",
+			group, strings.TrimPrefix(strings.Replace(group, "system:serviceaccounts:", " of namespace ", 1), "system:serviceaccounts"))
+	case strings.HasPrefix(group, "system:"):
+		// A system group would put components, or every client, in the lane and make it useless.
+		reason := protectedGroup(group)
+		if reason == "" {
+			reason = "system: groups are Kubernetes' own"
+		}
+		return fmt.Errorf("--operators-group %q: %s; name a group of people", group, reason)
+	}
+	return nil
+}
+
 // Desired builds the manifest, or says what is wrong with opts.
 func Desired(opts InstallOptions) (*Manifest, error) {
-	group := strings.TrimSpace(opts.OperatorsGroup)
-	if group == "" {
-		return nil, fmt.Errorf("--operators-group must not be empty")
-	}
-	if group != opts.OperatorsGroup {
-		return nil, fmt.Errorf("--operators-group %q has leading or trailing spaces", opts.OperatorsGroup)
-	}
-	if group == "system:masters" {
-		return nil, fmt.Errorf("--operators-group system:masters: its members are exempt from APF already; name the group of operators who are not cluster admins")
-	}
-	if reason := protectedGroup(group); reason != "" {
-		// A system group would put components, or every client, in the lane and make it useless.
-		return nil, fmt.Errorf("--operators-group %q: %s; name a group of people", group, reason)
+	group := opts.OperatorsGroup
+	if err := CheckOperatorsGroup(group); err != nil {
+		return nil, err
 	}
 
 	own := apf.Ownership{Purpose: apf.PurposeBreakGlass}
@@ -103,8 +146,15 @@ func Desired(opts InstallOptions) (*Manifest, error) {
 		return nil, fmt.Errorf("break-glass flow schema: %w", err)
 	}
 
+	policy, policyBinding, tokenPolicy, tokenPolicyBinding := policies(group, func(name string) metav1.ObjectMeta { return meta(name, "") })
+	nsMeta := meta(Namespace, "")
+	for k, v := range namespaceLabels {
+		nsMeta.Labels[k] = v
+	}
+
 	return &Manifest{
-		Namespace: &corev1.Namespace{TypeMeta: typeMeta("v1", "Namespace"), ObjectMeta: meta(Namespace, "")},
+		Namespace: &corev1.Namespace{TypeMeta: typeMeta("v1", "Namespace"), ObjectMeta: nsMeta},
+		Policy:    policy, PolicyBinding: policyBinding, TokenPolicy: tokenPolicy, TokenPolicyBinding: tokenPolicyBinding,
 		ServiceAccount: &corev1.ServiceAccount{TypeMeta: typeMeta("v1", "ServiceAccount"), ObjectMeta: meta(ServiceAccountName, Namespace),
 			// Nothing runs as this account in a pod; its tokens are minted on demand, short-lived.
 			AutomountServiceAccountToken: &noAutomount},

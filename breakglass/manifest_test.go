@@ -2,7 +2,9 @@ package breakglass
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/bulkhead-dev/bulkhead/apf"
+	"github.com/bulkhead-dev/bulkhead/internal/rbacdoc"
 )
 
 func TestDesiredBuildsAnOwnedLaneForBulkheadAndTheOperators(t *testing.T) {
@@ -61,6 +64,41 @@ func TestDesiredBuildsAnOwnedLaneForBulkheadAndTheOperators(t *testing.T) {
 	}
 }
 
+func TestDesiredAcceptsGroupsOfPeople(t *testing.T) {
+	for _, group := range []string{"sre", "oidc:platform-oncall", "team@example.com"} {
+		if _, err := Desired(InstallOptions{OperatorsGroup: group}); err != nil {
+			t.Errorf("%s: %v", group, err)
+		}
+	}
+}
+
+// The ClusterRole holds no verb a rollback or a shed does not use, and nothing that would let the
+// token grow its own rights.
+func TestRulesGrantOnlyWhatARollbackAndAShedUse(t *testing.T) {
+	want := map[string]string{
+		"flowcontrol.apiserver.k8s.io/flowschemas":                 "get,list,create,patch,delete",
+		"flowcontrol.apiserver.k8s.io/prioritylevelconfigurations": "get,list,create,patch,delete",
+		"apps/daemonsets":          "get,list,patch,update,delete",
+		"apps/controllerrevisions": "get,list",
+		"/pods":                    "get,list,delete",
+		"/nodes":                   "get,list,patch",
+		"/events":                  "create",
+		"/metrics":                 "get",
+	}
+	got := map[string]string{}
+	for _, r := range Rules {
+		for _, res := range r.Resources {
+			got[r.APIGroups[0]+"/"+res] = strings.Join(r.Verbs, ",")
+		}
+		for _, u := range r.NonResourceURLs {
+			got[u] = strings.Join(r.Verbs, ",")
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("rules = %v\nwant %v", got, want)
+	}
+}
+
 func TestRulesGrantNoSecretsAndNoRBAC(t *testing.T) {
 	for _, r := range Rules {
 		for _, res := range r.Resources {
@@ -80,9 +118,16 @@ func TestDesiredRefusesOperatorsGroupsThatWouldBreakTheLane(t *testing.T) {
 	tests := []struct{ group, wantErr string }{
 		{"", "must not be empty"},
 		{" sre", "leading or trailing spaces"},
+		{"sre oncall", "whitespace"},
+		{"sre\x00", "control characters"},
+		{"*", "every group"},
+		{strings.Repeat("g", 300), "at most 253"},
 		{"system:masters", "exempt from APF already"},
 		{"system:authenticated", "whole cluster"},
 		{"system:nodes", "every kubelet"},
+		{"system:serviceaccounts", "every pod running as a service account could mint"},
+		{"system:serviceaccounts:ci", "every pod running as a service account of namespace ci could mint"},
+		{"system:bootstrappers", "reserved for Kubernetes components"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.group, func(t *testing.T) {
@@ -143,22 +188,18 @@ func TestComparisonsSeeOnlyWhatBulkheadSets(t *testing.T) {
 		t.Fatal(err)
 	}
 	// What the API server returns: the same spec plus server-set metadata.
-	level := m.Level.DeepCopy()
-	level.ResourceVersion, level.UID = "42", "u"
-	if !sameLevel(level, m.Level) {
-		t.Error("a stored level equal to the desired one compared different")
-	}
-	level.Spec.Limited.NominalConcurrencyShares = ptr(int32(11))
-	if sameLevel(level, m.Level) {
-		t.Error("changed shares compared equal")
+	policy := m.Policy.DeepCopy()
+	policy.ResourceVersion, policy.UID = "42", "u"
+	if !samePolicy(policy, m.Policy) {
+		t.Error("a stored policy equal to the desired one compared different")
 	}
 	other, _ := Desired(InstallOptions{OperatorsGroup: "platform"})
-	if sameSchema(m.Schema, other.Schema) || sameRoleBinding(m.TokenBinding, other.TokenBinding) {
+	if samePolicy(m.Policy, other.Policy) || sameRoleBinding(m.TokenBinding, other.TokenBinding) {
 		t.Error("a changed operators group compared equal")
 	}
-	merged := mergeSchema(m.Schema, other.Schema)
-	if merged.Annotations[OperatorsGroupAnnotation] != "platform" || merged.Spec.Rules[0].Subjects[1].Group.Name != "platform" {
-		t.Errorf("merge did not carry the new group: %+v", merged)
+	merged := mergePolicy(m.Policy, other.Policy)
+	if !samePolicy(merged, other.Policy) || merged.ResourceVersion != m.Policy.ResourceVersion {
+		t.Errorf("merge did not carry the new group: %+v", merged.Spec.Variables)
 	}
 	role := m.ClusterRole.DeepCopy()
 	role.Rules = role.Rules[1:]
@@ -307,5 +348,34 @@ func TestDeployManifestIsTheDryRunOutput(t *testing.T) {
 	}
 	if got := strings.Join(body, ""); got != want.String() {
 		t.Fatalf("deploy/breakglass/install.yaml differs from bulkhead install --dry-run; regenerate it:\n%s", got)
+	}
+}
+
+// The README's RBAC tables are what install grants: a review of bulkhead's rights reads them.
+func TestREADMERBACTablesAreTheInstalledRoles(t *testing.T) {
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := rbacdoc.Tables(string(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Desired(InstallOptions{OperatorsGroup: DefaultOperatorsGroup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"ClusterRole " + ClusterRoleName: rbacdoc.Expand(m.ClusterRole.Rules),
+		"Role " + DiscoveryRoleName:      rbacdoc.Expand(m.DiscoveryRole.Rules),
+		"Role " + TokenRoleName:          rbacdoc.Expand(m.TokenRole.Rules),
+	}
+	for role, rows := range want {
+		if !slices.Equal(tables[role], rows) {
+			t.Errorf("README's table for %s:\n  %s\nthe role grants:\n  %s", role, strings.Join(tables[role], "\n  "), strings.Join(rows, "\n  "))
+		}
+	}
+	if len(tables) != len(want) {
+		t.Errorf("README documents %d roles, install creates %d: %v", len(tables), len(want), tables)
 	}
 }

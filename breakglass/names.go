@@ -18,6 +18,11 @@ const (
 	// (EndpointSlices in DiscoveryNamespace) to read their /metrics.
 	DiscoveryRoleName  = "bulkhead-apiserver-discovery"
 	DiscoveryNamespace = "default"
+	// PolicyName names the ValidatingAdmissionPolicy (and its binding) that holds the
+	// break-glass identity to what a rollback and a shed need, in the API server.
+	PolicyName = "bulkhead-break-glass"
+	// TokenPolicyName names the policy that caps the lifetime of break-glass tokens.
+	TokenPolicyName = "bulkhead-break-glass-token"
 
 	// DefaultOperatorsGroup is the group whose members travel the lane with their own credentials.
 	DefaultOperatorsGroup = "bulkhead-operators"

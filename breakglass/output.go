@@ -82,3 +82,30 @@ func dash(s string) string {
 	}
 	return s
 }
+
+// ShedEntry is one shed as `shed list -o json|yaml` prints it: the shed and, when the API
+// servers' /metrics could be read, what its jail rejected and admitted.
+type ShedEntry struct {
+	Shed
+	Rejected *float64 `json:"rejected,omitempty"`
+	Admitted *float64 `json:"admitted,omitempty"`
+}
+
+// ShedList is the document `shed list -o json|yaml` prints.
+type ShedList struct {
+	Sheds []ShedEntry `json:"sheds"`
+}
+
+// ShedReport joins sheds with their jails' traffic (nil when /metrics could not be read).
+func ShedReport(sheds []Shed, traffic map[string]Traffic) ShedList {
+	out := ShedList{Sheds: make([]ShedEntry, 0, len(sheds))}
+	for _, s := range sheds {
+		e := ShedEntry{Shed: s}
+		if traffic != nil {
+			t := traffic[s.Name]
+			e.Rejected, e.Admitted = &t.Rejected, &t.Admitted
+		}
+		out.Sheds = append(out.Sheds, e)
+	}
+	return out
+}

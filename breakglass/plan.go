@@ -3,8 +3,8 @@ package breakglass
 import (
 	"fmt"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	flowcontrolv1 "k8s.io/api/flowcontrol/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -165,22 +165,24 @@ func bindingConflict(kind, name string, have, want rbacv1.RoleRef) error {
 		kind, name, have.Kind, have.Name, want.Kind, want.Name)
 }
 
-func sameLevel(e, d *flowcontrolv1.PriorityLevelConfiguration) bool {
+// An admission policy and its binding are compared on their whole spec: install sets every
+// field the API server would default, so a stored copy compares equal to the desired one.
+func samePolicy(e, d *admissionv1.ValidatingAdmissionPolicy) bool {
 	return equality.Semantic.DeepEqual(e.Spec, d.Spec)
 }
 
-func mergeLevel(e, d *flowcontrolv1.PriorityLevelConfiguration) *flowcontrolv1.PriorityLevelConfiguration {
+func mergePolicy(e, d *admissionv1.ValidatingAdmissionPolicy) *admissionv1.ValidatingAdmissionPolicy {
 	out := e.DeepCopy()
 	mergeMeta(out, d)
 	out.Spec = d.Spec
 	return out
 }
 
-func sameSchema(e, d *flowcontrolv1.FlowSchema) bool {
+func samePolicyBinding(e, d *admissionv1.ValidatingAdmissionPolicyBinding) bool {
 	return equality.Semantic.DeepEqual(e.Spec, d.Spec)
 }
 
-func mergeSchema(e, d *flowcontrolv1.FlowSchema) *flowcontrolv1.FlowSchema {
+func mergePolicyBinding(e, d *admissionv1.ValidatingAdmissionPolicyBinding) *admissionv1.ValidatingAdmissionPolicyBinding {
 	out := e.DeepCopy()
 	mergeMeta(out, d)
 	out.Spec = d.Spec

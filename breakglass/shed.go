@@ -84,11 +84,15 @@ type ShedRequest struct {
 	Force    bool
 }
 
-// ParseShed validates the flags of a shed. It needs no cluster: bad input fails before
-// bulkhead connects to anything. The guard rails, which depend on the installed lane, are Guard.
+// ParseShed validates the flags of a shed and applies every guard rail that needs no cluster.
+// Bad input fails before bulkhead connects to anything; only the operators' group rail, which
+// depends on the installed lane, waits for ShedIdentity.
 func ParseShed(f ShedFlags) (ShedRequest, error) {
 	id, err := ParseIdentity(f.Identity)
 	if err != nil {
+		return ShedRequest{}, err
+	}
+	if err := Guard(id, "").Err(id, f.Force); err != nil {
 		return ShedRequest{}, err
 	}
 	req := ShedRequest{Identity: id, TTL: f.TTL, Reason: f.Reason, Force: f.Force}
@@ -169,16 +173,18 @@ func hash(s string) string {
 
 // Shed is a jail as recorded in its FlowSchema's annotations.
 type Shed struct {
-	Name     string
-	Identity string // as the user wrote it in words, e.g. "serviceaccount culprit/agent"
-	Mode     string
-	By       string
-	Reason   string
-	At       time.Time
-	Expires  time.Time
+	Name     string    `json:"name"`
+	Identity string    `json:"identity"` // in words, e.g. "serviceaccount culprit/agent"
+	Mode     string    `json:"mode"`
+	By       string    `json:"by,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at,omitzero"`
+	Expires  time.Time `json:"expires,omitzero"`
+	// Forced: the shed crossed a soft guard rail (bulkhead shed --force).
+	Forced bool `json:"forced,omitempty"`
 	// Invalid says what is wrong with the annotations of a shed bulkhead cannot read; such a
 	// shed never expires on its own and is left for unshed.
-	Invalid string
+	Invalid string `json:"invalid,omitempty"`
 }
 
 // Expired reports whether the shed's lifetime is over at now.
@@ -211,6 +217,9 @@ func ShedObjects(req ShedRequest, by string, now time.Time) (*flowcontrolv1.Prio
 		ShedAtAnnotation:       now.UTC().Format(time.RFC3339),
 		ShedExpiresAnnotation:  now.Add(req.TTL).UTC().Format(time.RFC3339),
 	}
+	if req.Force {
+		own.Annotations[ShedForceAnnotation] = "true"
+	}
 	schema, err := apf.FlowSchema(apf.SchemaSpec{Name: name, Level: name, Precedence: ShedPrecedence, Subjects: []apf.Subject{req.Identity}}, own)
 	if err != nil {
 		return nil, nil, fmt.Errorf("jail flow schema: %w", err)
@@ -221,7 +230,8 @@ func ShedObjects(req ShedRequest, by string, now time.Time) (*flowcontrolv1.Prio
 // ShedFromSchema reads a shed back from its FlowSchema.
 func ShedFromSchema(fs *flowcontrolv1.FlowSchema) Shed {
 	a := fs.Annotations
-	s := Shed{Name: fs.Name, Identity: a[ShedIdentityAnnotation], Mode: a[ShedModeAnnotation], By: a[ShedByAnnotation], Reason: a[ShedReasonAnnotation]}
+	s := Shed{Name: fs.Name, Identity: a[ShedIdentityAnnotation], Mode: a[ShedModeAnnotation], By: a[ShedByAnnotation], Reason: a[ShedReasonAnnotation],
+		Forced: a[ShedForceAnnotation] == "true"}
 	var problems []string
 	if _, err := parseMode(s.Mode); err != nil {
 		problems = append(problems, err.Error())

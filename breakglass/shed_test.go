@@ -31,6 +31,12 @@ func TestParseIdentityAcceptsEachFormAndNamesTheProblemOtherwise(t *testing.T) {
 		{"upper-case namespace", IdentityFlags{ServiceAccount: "Obs/agent"}, apf.Subject{}, `namespace "Obs" is invalid`},
 		{"user with a space", IdentityFlags{User: "alice smith"}, apf.Subject{}, "contains whitespace"},
 		{"group with a newline", IdentityFlags{Group: "ops\n"}, apf.Subject{}, "contains whitespace or control characters"},
+		{"-n completes a name", IdentityFlags{ServiceAccount: "agent", Namespace: "obs"}, apf.ServiceAccount("obs", "agent"), ""},
+		{"-n agrees", IdentityFlags{ServiceAccount: "obs/agent", Namespace: "obs"}, apf.ServiceAccount("obs", "agent"), ""},
+		{"-n disagrees", IdentityFlags{ServiceAccount: "obs/agent", Namespace: "other"}, apf.Subject{}, `is in namespace "obs", but -n asks for "other"`},
+		{"-n disagrees with a user name", IdentityFlags{User: "system:serviceaccount:obs:agent", Namespace: "other"}, apf.Subject{}, "but -n asks for"},
+		{"-n for a user", IdentityFlags{User: "alice", Namespace: "obs"}, apf.Subject{}, "-n has no meaning for a user"},
+		{"-n for a group", IdentityFlags{Group: "ops", Namespace: "obs"}, apf.Subject{}, "-n has no meaning for a group"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,24 +58,27 @@ func TestGuardRefusesControlPlaneAndBulkheadIdentities(t *testing.T) {
 	tests := []struct {
 		id          apf.Subject
 		wantReason  string // "" means allowed
+		hard        bool
 		ineffective bool
 	}{
-		{apf.Group("system:masters"), "last-resort admin group", true},
-		{apf.Group("system:nodes"), "every kubelet", true},
-		{apf.User("system:node:node-0001"), "is a kubelet", true},
-		{apf.ServiceAccount("kube-system", "coredns"), "kube-system service accounts", false},
-		{apf.Group("system:serviceaccounts:kube-system"), "kube-system service accounts", false},
-		{apf.Group("system:authenticated"), "whole cluster would be jailed", false},
-		{apf.Group("system:serviceaccounts"), "whole cluster would be jailed", false},
-		{apf.User("system:kube-scheduler"), "Kubernetes components", false},
-		{apf.Group("system:bootstrappers"), "reserved for Kubernetes components", false},
-		{apf.ServiceAccount(Namespace, ServiceAccountName), "bulkhead itself", true},
-		{apf.Group("system:serviceaccounts:bulkhead"), "bulkhead's own service account", false},
-		{apf.Group("sre"), "operators' group", true},
-		{apf.ServiceAccount("obs", "agent"), "", false},
-		{apf.Group("system:serviceaccounts:obs"), "", false},
-		{apf.User("alice"), "", false},
-		{apf.ServiceAccount(Namespace, "other"), "", false},
+		{apf.Group("system:masters"), "last-resort admin group", true, false},
+		{apf.Group("system:nodes"), "every kubelet", true, false},
+		{apf.User("system:node:node-0001"), "is a kubelet", true, false},
+		{apf.ServiceAccount("kube-system", "coredns"), "kube-system service accounts", true, false},
+		{apf.Group("system:serviceaccounts:kube-system"), "kube-system service accounts", true, false},
+		{apf.Group("system:authenticated"), "whole cluster would be jailed", true, false},
+		{apf.Group("system:serviceaccounts"), "controller-manager's and scheduler's service accounts", true, false},
+		{apf.Group("*"), "every group", true, false},
+		{apf.User("*"), "every user", true, false},
+		{apf.User("system:kube-scheduler"), "Kubernetes components", true, false},
+		{apf.Group("system:bootstrappers"), "reserved for Kubernetes components", true, false},
+		{apf.ServiceAccount(Namespace, ServiceAccountName), "bulkhead itself", false, true},
+		{apf.Group("system:serviceaccounts:bulkhead"), "bulkhead's own service account", false, false},
+		{apf.Group("sre"), "operators' group", false, true},
+		{apf.ServiceAccount("obs", "agent"), "", false, false},
+		{apf.Group("system:serviceaccounts:obs"), "", false, false},
+		{apf.User("alice"), "", false, false},
+		{apf.ServiceAccount(Namespace, "other"), "", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
@@ -83,8 +92,18 @@ func TestGuardRefusesControlPlaneAndBulkheadIdentities(t *testing.T) {
 			if !strings.Contains(p.Reason, tt.wantReason) {
 				t.Fatalf("reason = %q, want one containing %q", p.Reason, tt.wantReason)
 			}
+			if p.Hard != tt.hard {
+				t.Fatalf("hard = %v, want %v", p.Hard, tt.hard)
+			}
 			if (p.Ineffective != "") != tt.ineffective {
 				t.Fatalf("ineffective = %q, want set: %v", p.Ineffective, tt.ineffective)
+			}
+			// --force lifts soft rails, never hard ones.
+			if err := p.Err(tt.id, true); (err != nil) != tt.hard {
+				t.Fatalf("with --force: %v; want refused only when hard", err)
+			}
+			if err := p.Err(tt.id, false); err == nil {
+				t.Fatal("refused identity passed without --force")
 			}
 		})
 	}
@@ -118,6 +137,10 @@ func TestParseShedValidatesModeTTLAndReason(t *testing.T) {
 		{"ttl beyond a week", ShedFlags{Identity: sa, TTL: 8 * 24 * time.Hour}, Mode{}, "at most 168h0m0s"},
 		{"long reason", ShedFlags{Identity: sa, TTL: time.Minute, Reason: strings.Repeat("x", 2000)}, Mode{}, "--reason is 2000 bytes"},
 		{"bad identity first", ShedFlags{Identity: IdentityFlags{ServiceAccount: "x"}, TTL: -1}, Mode{}, "want namespace/name"},
+		{"a hard rail, offline", ShedFlags{Identity: IdentityFlags{Group: "system:authenticated"}, TTL: time.Minute}, Mode{}, "whole cluster"},
+		{"a hard rail, even forced", ShedFlags{Identity: IdentityFlags{Group: "system:masters"}, TTL: time.Minute, Force: true}, Mode{}, "--force does not lift"},
+		{"a soft rail", ShedFlags{Identity: IdentityFlags{ServiceAccount: "bulkhead/bulkhead"}, TTL: time.Minute}, Mode{}, "(--force overrides)"},
+		{"a soft rail, forced", ShedFlags{Identity: IdentityFlags{ServiceAccount: "bulkhead/bulkhead"}, TTL: time.Minute, Force: true}, Mode{Reject: true}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -221,6 +244,21 @@ func TestShedObjectsWithALimitQueueInOneQueue(t *testing.T) {
 	}
 	if ShedFromSchema(schema).Mode != "limit 2" {
 		t.Fatalf("mode annotation = %q", schema.Annotations[ShedModeAnnotation])
+	}
+	if _, ok := schema.Annotations[ShedForceAnnotation]; ok || ShedFromSchema(schema).Forced {
+		t.Fatal("an unforced shed is marked forced")
+	}
+}
+
+// A forced shed says so on its FlowSchema: the API server's policy lets it past the soft rails,
+// and shed list shows it.
+func TestAForcedShedIsMarkedForTheServerAndTheList(t *testing.T) {
+	_, schema, err := ShedObjects(ShedRequest{Identity: apf.Group("sre"), Mode: Mode{Reject: true}, TTL: time.Hour, Force: true}, "bob", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if schema.Annotations[ShedForceAnnotation] != "true" || !ShedFromSchema(schema).Forced {
+		t.Fatalf("annotations %v", schema.Annotations)
 	}
 }
 

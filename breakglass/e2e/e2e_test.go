@@ -46,7 +46,7 @@ func TestDryRunPrintsTheObjectsAndTouchesNothing(t *testing.T) {
 	before := bulkheadObjects(t)
 	out, _ := mustRun(t, "install", "--dry-run", "--operators-group", "sre")
 	for _, want := range []string{"kind: Namespace", "kind: ServiceAccount", "kind: ClusterRole", "kind: PriorityLevelConfiguration",
-		"kind: FlowSchema", "name: sre", "matchingPrecedence: 50"} {
+		"kind: FlowSchema", "name: sre", "matchingPrecedence: 50", "kind: ValidatingAdmissionPolicy", "'sre'"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry-run output lacks %q", want)
 		}
@@ -56,10 +56,15 @@ func TestDryRunPrintsTheObjectsAndTouchesNothing(t *testing.T) {
 	}
 }
 
+// installObjects is how many objects install creates: namespace, service account, two admission
+// policies and their bindings, the ClusterRole and two Roles with their bindings, the lane's level
+// and schema.
+const installObjects = 14
+
 func TestInstallTwiceChangesNothingTheSecondTime(t *testing.T) {
 	first, _ := mustRun(t, "install")
-	if strings.Count(first, " created") != 10 {
-		t.Fatalf("first install should create 10 objects:\n%s", first)
+	if strings.Count(first, " created") != installObjects {
+		t.Fatalf("first install should create %d objects:\n%s", installObjects, first)
 	}
 	// 30 seats, Σ shares 245 + 10: ceil(30 × 10 / 255) = 2, as the server itself reports.
 	if !strings.Contains(first, "break-glass lane: 2 of ") {
@@ -70,8 +75,8 @@ func TestInstallTwiceChangesNothingTheSecondTime(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	installed := bulkheadObjects(t)
 	second, _ := mustRun(t, "install")
-	if strings.Count(second, " unchanged") != 10 || strings.Contains(second, "created") || strings.Contains(second, "updated") {
-		t.Fatalf("second install should report 10 unchanged objects:\n%s", second)
+	if strings.Count(second, " unchanged") != installObjects || strings.Contains(second, "created") || strings.Contains(second, "updated") {
+		t.Fatalf("second install should report %d unchanged objects:\n%s", installObjects, second)
 	}
 	after := bulkheadObjects(t)
 	for name, rv := range installed {
@@ -83,12 +88,13 @@ func TestInstallTwiceChangesNothingTheSecondTime(t *testing.T) {
 		t.Errorf("second install changed the object set: %v → %v", installed, after)
 	}
 
-	// A new operators' group updates exactly the two objects that name it, and back.
+	// A new operators' group updates exactly the three objects that name it, and back.
 	for _, group := range []string{"sre", breakglass.DefaultOperatorsGroup} {
 		out, _ := mustRun(t, "install", "--operators-group", group)
-		if strings.Count(out, " updated") != 2 || !strings.Contains(out, "FlowSchema bulkhead-break-glass updated") ||
-			!strings.Contains(out, "RoleBinding bulkhead/bulkhead-break-glass-token updated") {
-			t.Fatalf("install --operators-group %s should update the lane's schema and the token binding only:\n%s", group, out)
+		if strings.Count(out, " updated") != 3 || !strings.Contains(out, "FlowSchema bulkhead-break-glass updated") ||
+			!strings.Contains(out, "RoleBinding bulkhead/bulkhead-break-glass-token updated") ||
+			!strings.Contains(out, "ValidatingAdmissionPolicy bulkhead-break-glass updated") {
+			t.Fatalf("install --operators-group %s should update the lane's schema, the token binding and the rails' policy only:\n%s", group, out)
 		}
 	}
 }

@@ -89,6 +89,10 @@ func bulkheadObjects(t testing.TB) map[string]string {
 	add("ServiceAccount", err, ptrs(sas.Items)...)
 	nss, err := c.CoreV1().Namespaces().List(ctx, sel)
 	add("Namespace", err, ptrs(nss.Items)...)
+	vaps, err := c.AdmissionregistrationV1().ValidatingAdmissionPolicies().List(ctx, sel)
+	add("ValidatingAdmissionPolicy", err, ptrs(vaps.Items)...)
+	vapbs, err := c.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().List(ctx, sel)
+	add("ValidatingAdmissionPolicyBinding", err, ptrs(vapbs.Items)...)
 	return out
 }
 

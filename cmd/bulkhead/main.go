@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/spf13/cobra"
-
 	"github.com/bulkhead-dev/bulkhead/internal/cli"
 )
 
@@ -20,7 +18,7 @@ func main() {
 	root := cli.NewRootCommand(os.Stdout, os.Stderr)
 	// Installed as kubectl-bulkhead, kubectl runs it as `kubectl bulkhead`: say so in help.
 	if filepath.Base(os.Args[0]) == "kubectl-bulkhead" {
-		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl bulkhead"}
+		cli.AsKubectlPlugin(root)
 	}
 	err := root.ExecuteContext(ctx)
 	stop()

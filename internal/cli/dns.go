@@ -22,9 +22,14 @@ func newDNSCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 		Short: "Node-local DNS for cluster names that survives API server outages and its own restarts",
 		Long: `Answer cluster names (Services, EndpointSlices) from a watch on the API server, persisted
 to a crash-safe snapshot that is served at start-up before the API server answers. Other names
-are forwarded to --upstream with an RFC 8767 serve-stale cache. See dns/README.md.`,
-		Example: `  bulkhead dns --listen 169.254.20.10:53 --snapshot /var/lib/bulkhead/dns.snapshot --upstream /etc/resolv.conf`,
-		Args:    cobra.NoArgs,
+are forwarded to --upstream with an RFC 8767 serve-stale cache. The snapshot's directory must be
+writable at start-up; a later failed write shows in /readyz and bulkhead_dns_snapshot_write_failing.
+Changes of the connection to the API server are logged once each, with their cause.
+
+Manual: ` + ManualURL + `#dns`,
+		Example: `  bulkhead dns --listen 169.254.20.10:53 --snapshot /var/lib/bulkhead/dns.snapshot --upstream /etc/resolv.conf
+  bulkhead dns --listen 127.0.0.1:5353 --snapshot /tmp/dns.snapshot --metrics 127.0.0.1:9253`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := cfg.Validate(); err != nil {
 				return err
@@ -35,9 +40,9 @@ are forwarded to --upstream with an RFC 8767 serve-stale cache. See dns/README.m
 			if procs > 0 {
 				runtime.GOMAXPROCS(procs)
 			}
-			restConfig, err := kube.ToRESTConfig()
+			restConfig, err := clusterConfig(kube)
 			if err != nil {
-				return fmt.Errorf("kubernetes client configuration: %w", err)
+				return err
 			}
 			restConfig.UserAgent = "bulkhead-dns/" + buildVersion()
 			cfg.Kube = restConfig

@@ -3,11 +3,13 @@ package cli
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/bulkhead-dev/bulkhead/breakglass"
 )
@@ -20,11 +22,17 @@ func newInstallCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install bulkhead's break-glass lane, identity and RBAC (idempotent)",
-		Long: `install creates namespace bulkhead, its service account (the break-glass identity), a
-least-privilege ClusterRole, a PriorityLevelConfiguration that holds seats for operators and lends none,
-and a FlowSchema at precedence 50 that sends bulkhead and --operators-group there. Members of that
-group may mint break-glass tokens (bulkhead breakglass kubeconfig). Running it again changes nothing.
---dry-run prints the objects as YAML and touches nothing. Run it with cluster-admin rights.`,
+		Long: `install creates namespace bulkhead (Pod Security "restricted"), its service account (the
+break-glass identity), a least-privilege ClusterRole, two ValidatingAdmissionPolicies that hold that
+identity, in the API server, to what a rollback and a shed need (and cap its tokens at 24h), a
+PriorityLevelConfiguration that holds seats for operators and lends none, and a FlowSchema at
+precedence 50 that sends bulkhead and --operators-group there. Members of that group may mint
+break-glass tokens (bulkhead breakglass kubeconfig). Running it again changes nothing. --dry-run
+prints the objects as YAML and touches nothing. Run it with cluster-admin rights.
+
+Manual: ` + ManualURL + `#install`,
+		Example: `  bulkhead install --operators-group sre-oncall
+  bulkhead install --dry-run > break-glass.yaml   # review, or apply with kubectl`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			manifest, err := breakglass.Desired(opts)
@@ -34,7 +42,11 @@ group may mint break-glass tokens (bulkhead breakglass kubeconfig). Running it a
 			if dryRun {
 				return breakglass.WriteYAML(cmd.OutOrStdout(), manifest.Objects())
 			}
-			client, err := ownClient(cmd, kube)
+			cfg, err := clusterConfig(kube)
+			if err != nil {
+				return err
+			}
+			client, err := ownClient(cmd, cfg)
 			if err != nil {
 				return err
 			}
@@ -45,10 +57,6 @@ group may mint break-glass tokens (bulkhead breakglass kubeconfig). Running it a
 			}
 			if err != nil {
 				return fmt.Errorf("install: %w", err)
-			}
-			cfg, err := kube.ToRESTConfig()
-			if err != nil {
-				return fmt.Errorf("kubeconfig: %w", err)
 			}
 			lane, total, err := breakglass.ReadLaneSeats(commandContext(cmd), cfg, 5*time.Second)
 			if err != nil {
@@ -71,14 +79,21 @@ func newUninstallCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 		Use:   "uninstall",
 		Short: "Remove everything bulkhead install and bulkhead shed created",
 		Long: `uninstall deletes every object labelled app.kubernetes.io/managed-by=bulkhead with purpose
-break-glass or shed: the lane, the RBAC, namespace bulkhead and every shed. Rollout lanes belong to
+break-glass or shed: the lane, the RBAC, the admission policies, namespace bulkhead (and with it the
+service account, so every break-glass token stops working) and every shed. Rollout lanes belong to
 running rollouts and are kept (and named). It waits for the namespace to be gone.`,
+		Example: `  bulkhead uninstall
+  bulkhead uninstall --wait 5m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if waitFor <= 0 {
 				return fmt.Errorf("--wait must be positive, got %s", waitFor)
 			}
-			client, err := ownClient(cmd, kube)
+			cfg, err := clusterConfig(kube)
+			if err != nil {
+				return err
+			}
+			client, err := ownClient(cmd, cfg)
 			if err != nil {
 				return err
 			}
@@ -104,11 +119,7 @@ running rollouts and are kept (and named). It waits for the namespace to be gone
 
 // ownClient is the caller's own identity. install and uninstall need it: creating RBAC needs
 // rights the break-glass identity does not hold.
-func ownClient(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (kubernetes.Interface, error) {
-	cfg, err := kube.ToRESTConfig()
-	if err != nil {
-		return nil, fmt.Errorf("kubeconfig: %w", err)
-	}
+func ownClient(cmd *cobra.Command, cfg *rest.Config) (kubernetes.Interface, error) {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -124,12 +135,19 @@ func commandContext(cmd *cobra.Command) context.Context {
 	return context.Background()
 }
 
+// warnedExpired holds the root commands that already warned that expired sheds could not be
+// checked: a command may reach the cluster more than once, the warning is said once.
+var warnedExpired sync.Map
+
 // removeExpired enforces shed expiry, as every bulkhead command that reaches the cluster does.
-// Failing to is reported, not fatal: the command still has its own job to do.
+// Failing to is reported in one short line, once, not fatal: the command still has its own job
+// to do, and its own errors say more.
 func removeExpired(cmd *cobra.Command, client kubernetes.Interface) {
 	removed, _, err := breakglass.RemoveExpiredSheds(commandContext(cmd), client.FlowcontrolV1(), time.Now())
 	if err != nil {
-		fmt.Fprintf(cmd.ErrOrStderr(), "warning: expired sheds not checked: %v\n", err)
+		if _, warned := warnedExpired.LoadOrStore(cmd.Root(), true); !warned {
+			fmt.Fprintf(cmd.ErrOrStderr(), "warning: expired sheds not checked: %s\n", briefly(err))
+		}
 	}
 	for _, s := range removed {
 		fmt.Fprintf(cmd.ErrOrStderr(), "removed expired shed %s (%s, expired %s)\n", s.Name, s.Identity, s.Expires.UTC().Format(time.RFC3339))

@@ -4,17 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/bulkhead-dev/bulkhead/controlplane"
+	"github.com/bulkhead-dev/bulkhead/internal/writable"
 	"github.com/bulkhead-dev/bulkhead/rollout"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/plan"
@@ -33,16 +37,31 @@ func newRolloutCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 		Long: `rollout puts a DaemonSet's service account in an API Priority and Fairness lane of its own, rolls
 the DaemonSet out in node waves, measures each wave's cost to the API servers, predicts the cost at
 100% of the fleet, and rolls back by itself when it would exceed --budget, an SLO breaks, other flows
-suffer, or agents do not become Ready. See rollout/README.md.`,
+suffer, or agents do not become Ready.
+
+Manual: ` + ManualURL + `#rollout`,
+		Example: `  bulkhead rollout apply -f agent.yaml --report rollout.html
+  bulkhead rollout status agent -n telemetry -o json
+  bulkhead rollout abort agent -n telemetry`,
 	}
 	apply := &cobra.Command{
-		Use:     "apply -f daemonset.yaml",
-		Short:   "Start a guarded rollout of a new or changed DaemonSet and follow it to its end",
-		Example: `  bulkhead rollout apply -f agent-ds.yaml --waves 1%,5%,25%,100% --soak 60s --budget 10% --report rollout.html`,
-		Args:    cobra.NoArgs,
+		Use:   "apply -f agent.yaml",
+		Short: "Start a guarded rollout of a new or changed DaemonSet and follow it to its end",
+		Long: `apply reads a manifest (a file, or - for stdin) holding exactly one DaemonSet and, optionally, the
+objects it ships with: its ServiceAccount, RBAC, ConfigMaps, a namespace (a Helm chart's output,
+say). Every object is checked by the API server first (a server-side dry run: nothing changes if
+any is refused); then the other objects are applied (server-side apply), and the DaemonSet gets
+the guarded rollout. Checks that need no cluster (the manifest, the flags, the DaemonSet's own
+service account) run before bulkhead contacts it.`,
+		Example: `  bulkhead rollout apply -f agent.yaml --waves 1%,5%,25%,100% --soak 60s --budget 10% --report rollout.html
+  helm template telemetry ./chart | bulkhead rollout apply -f - -n telemetry`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
-				return fmt.Errorf("-f: the DaemonSet manifest is required")
+				return fmt.Errorf("-f: the manifest is required (a file, or - for stdin)")
+			}
+			if opts.Interval <= 0 {
+				return fmt.Errorf("--interval %s must be positive", opts.Interval)
 			}
 			var err error
 			if opts.BudgetPercent, err = rollout.ParseBudget(budget); err != nil {
@@ -54,20 +73,27 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 			if err := checkReport(reportFile); err != nil {
 				return err
 			}
-			data, err := os.ReadFile(file)
+			data, err := readManifest(cmd, file)
 			if err != nil {
-				return fmt.Errorf("read manifest: %w", err)
+				return err
 			}
 			ns, explicit, err := kube.ToRawKubeConfigLoader().Namespace()
 			if err != nil {
 				return fmt.Errorf("namespace: %w", err)
 			}
-			ds, err := execute.ParseManifest(data, ns, explicit)
+			bundle, err := execute.ParseBundle(data, ns, explicit)
 			if err != nil {
+				return err
+			}
+			ds := bundle.DaemonSet
+			if err := execute.CheckServiceAccount(ds); err != nil {
 				return err
 			}
 			deps, err := rolloutDeps(cmd, kube)
 			if err != nil {
+				return err
+			}
+			if err := applyBundle(cmd, kube, bundle, ns); err != nil {
 				return err
 			}
 			return followRollout(cmd, deps, ds.Namespace, ds.Name, reportFile, func(ctx context.Context) (state.State, error) {
@@ -76,7 +102,7 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 		},
 	}
 	af := apply.Flags()
-	af.StringVarP(&file, "filename", "f", "", "DaemonSet manifest (YAML or JSON)")
+	af.StringVarP(&file, "filename", "f", "", "manifest (YAML or JSON, - for stdin): one DaemonSet and the objects it ships with")
 	af.StringVar(&opts.Waves, "waves", plan.DefaultWaves, "cumulative wave sizes: percentages of eligible nodes or node counts, ending at 100%")
 	af.DurationVar(&opts.Soak, "soak", time.Minute, "how long to watch each wave once its agents are Ready")
 	af.StringVar(&budget, "budget", "10%", "share of the API servers' seats the DaemonSet may use at 100%")
@@ -85,10 +111,14 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 	af.StringVar(&reportFile, reportFlag, "", reportUsage)
 
 	resume := &cobra.Command{
-		Use:   "resume <daemonset>",
-		Short: "Continue a paused rollout, or one whose bulkhead died",
-		Args:  cobra.ExactArgs(1),
+		Use:     "resume <daemonset>",
+		Short:   "Continue a paused rollout, or one whose bulkhead died",
+		Example: `  bulkhead rollout resume agent -n telemetry --report rollout.html`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if opts.Interval <= 0 {
+				return fmt.Errorf("--interval %s must be positive", opts.Interval)
+			}
 			if err := checkReport(reportFile); err != nil {
 				return err
 			}
@@ -108,11 +138,19 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 	resume.Flags().DurationVar(&opts.Interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
 	resume.Flags().StringVar(&reportFile, reportFlag, "", reportUsage)
 
+	var format string
 	status := &cobra.Command{
 		Use:   "status <daemonset>",
 		Short: "Show a rollout's state, from any machine",
-		Args:  cobra.ExactArgs(1),
+		Long: `status reads the rollout's state from its DaemonSet (annotation rollout.bulkhead.dev/state) and
+describes it; -o json or -o yaml prints the state itself, as stored, for scripts.`,
+		Example: `  bulkhead rollout status agent -n telemetry
+  bulkhead rollout status agent -n telemetry -o json | jq -r .phase`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput(format); err != nil {
+				return err
+			}
 			if err := checkReport(reportFile); err != nil {
 				return err
 			}
@@ -124,16 +162,24 @@ suffer, or agents do not become Ready. See rollout/README.md.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprint(cmd.OutOrStdout(), rollout.Describe(ns, args[0], st, time.Now()))
+			if format != formatText {
+				if err := printStructured(cmd.OutOrStdout(), format, st); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprint(cmd.OutOrStdout(), rollout.Describe(ns, args[0], st, time.Now()))
+			}
 			return writeReport(cmd, reportFile, ns, args[0], st)
 		},
 	}
 	status.Flags().StringVar(&reportFile, reportFlag, "", reportUsage)
+	addOutputFlag(status, &format)
 	transition := func(use, short string, f func(context.Context, kubernetes.Interface, string, string) (state.State, error)) *cobra.Command {
 		return &cobra.Command{
-			Use:   use + " <daemonset>",
-			Short: short,
-			Args:  cobra.ExactArgs(1),
+			Use:     use + " <daemonset>",
+			Short:   short,
+			Example: "  bulkhead rollout " + use + " agent -n telemetry",
+			Args:    cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				client, ns, err := rolloutClient(cmd, kube)
 				if err != nil {
@@ -200,11 +246,68 @@ const (
 	reportUsage = "write the rollout's report: FILE as an HTML page with a chart, and FILE with a .json extension as JSON (FILE.json: JSON only)"
 )
 
+// checkReport refuses a --report path before the rollout starts: a rollout must not run to its
+// end only to fail writing its report.
 func checkReport(file string) error {
 	if file == "" {
 		return nil
 	}
-	return report.CheckPath(file)
+	if err := report.CheckPath(file); err != nil {
+		return err
+	}
+	_, jsonPath := report.Paths(file) // both files go to the same directory
+	if err := writable.Dir(filepath.Dir(jsonPath)); err != nil {
+		return fmt.Errorf("--report %s: %w", file, err)
+	}
+	return nil
+}
+
+// readManifest reads -f: a file, or stdin for -.
+func readManifest(cmd *cobra.Command, file string) ([]byte, error) {
+	if file == "-" {
+		data, err := io.ReadAll(cmd.InOrStdin())
+		if err != nil {
+			return nil, fmt.Errorf("read the manifest from stdin: %w", err)
+		}
+		return data, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	return data, nil
+}
+
+// applyBundle has the API server check every object of the manifest (a dry run), then applies
+// the objects the DaemonSet ships with; the DaemonSet itself is left for the guarded rollout.
+func applyBundle(cmd *cobra.Command, kube *genericclioptions.ConfigFlags, b *execute.Bundle, namespace string) error {
+	cfg, err := clusterConfig(kube)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	mapper, err := kube.ToRESTMapper()
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	applier := &execute.Applier{Dynamic: dyn, Mapper: mapper, Namespace: namespace}
+	ctx := commandContext(cmd)
+	deferred, err := applier.Check(ctx, b)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	for _, name := range deferred {
+		fmt.Fprintf(out, "%s: its namespace is in the manifest and does not exist yet; the API server checks it when it is applied\n", name)
+	}
+	applied, err := applier.ApplyOthers(ctx, b)
+	for _, name := range applied {
+		fmt.Fprintf(out, "%s applied\n", name)
+	}
+	return err
 }
 
 // writeReport writes the report of st when --report was given.

@@ -21,11 +21,23 @@ schema) that sends every request of the identity to a jail priority level of its
 default) answers 429 at once; --limit N queues it behind N shares (1 share is about 3 of 600 seats).
 The culprit's pods keep running; only their API calls are stopped. The shed records who, why, when and
 its expiry; it is removed by bulkhead unshed, or after --ttl by the next bulkhead command.
-Control-plane identities (system:masters, system:nodes, kube-system service accounts, system: users
-and groups) and bulkhead itself are refused unless --force.`,
+
+Guard rails, checked here before anything is sent and again by the API server: the control plane's
+own identities and everyone (system:masters, system:nodes and kubelets, system:authenticated,
+system:serviceaccounts, kube-system service accounts, other system: users and groups) are never
+shed, --force or not; bulkhead itself and the operators' group only with --force.
+-n completes --serviceaccount NAME; it means nothing for --user and --group.
+
+Manual: ` + ManualURL + `#shed`,
+		Example: `  bulkhead shed --serviceaccount telemetry/agent --reason "LISTs every pod every second"
+  bulkhead shed -n telemetry --serviceaccount agent --limit 2 --ttl 2h
+  bulkhead shed --user ci-bot@example.com --ttl 15m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flags.LimitGiven = cmd.Flags().Changed("limit")
+			if cmd.Flags().Changed("namespace") {
+				flags.Identity.Namespace = cmd.Flag("namespace").Value.String()
+			}
 			req, err := breakglass.ParseShed(flags)
 			if err != nil {
 				return err
@@ -50,25 +62,36 @@ and groups) and bulkhead itself are refused unless --force.`,
 			return nil
 		},
 	}
+	annotate(cmd, namespacedAnnotation)
 	f := cmd.Flags()
-	f.StringVar(&flags.Identity.ServiceAccount, "serviceaccount", "", "service account to shed, namespace/name")
+	f.StringVar(&flags.Identity.ServiceAccount, "serviceaccount", "", "service account to shed, namespace/name (or name with -n)")
 	f.StringVar(&flags.Identity.User, "user", "", "user to shed")
 	f.StringVar(&flags.Identity.Group, "group", "", "group to shed")
 	f.BoolVar(&flags.Reject, "reject", false, "answer every request 429 (the default)")
 	f.IntVar(&flags.Limit, "limit", 0, fmt.Sprintf("instead of rejecting, queue behind N nominal concurrency shares (1..%d)", breakglass.MaxLimitShares))
 	f.DurationVar(&flags.TTL, "ttl", breakglass.DefaultShedTTL, "lifetime of the shed")
 	f.StringVar(&flags.Reason, "reason", "", "why, for whoever finds the shed")
-	f.BoolVar(&flags.Force, "force", false, "shed a protected identity anyway")
+	f.BoolVar(&flags.Force, "force", false, "shed bulkhead itself or the operators' group anyway (never the control plane or everyone)")
 	cmd.AddCommand(newShedListCommand(kube))
 	return cmd
 }
 
 func newShedListCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List sheds (removing expired ones), with what each jail rejected and admitted",
-		Args:  cobra.NoArgs,
+		Long: `list prints every shed with its identity, mode, expiry, who made it and why, and what each jail
+rejected and admitted since each API server replica started (APF's own counters). -o json or
+-o yaml prints the same for scripts: {"sheds": [...]}, with rejected and admitted when /metrics
+could be read.`,
+		Example: `  bulkhead shed list
+  bulkhead shed list -o json | jq -r '.sheds[] | select(.rejected > 0) | .name'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(format); err != nil {
+				return err
+			}
 			route, client, err := dialLane(cmd, kube)
 			if err != nil {
 				return err
@@ -88,16 +111,22 @@ func newShedListCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: jail counters incomplete: %v\n", err)
 				}
 			}
+			if format != formatText {
+				return printStructured(cmd.OutOrStdout(), format, breakglass.ShedReport(sheds, traffic))
+			}
 			return breakglass.WriteShedTable(cmd.OutOrStdout(), sheds, traffic, time.Now())
 		},
 	}
+	addOutputFlag(cmd, &format)
+	return cmd
 }
 
 func newUnshedCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	return &cobra.Command{
-		Use:   "unshed NAME",
-		Short: "Remove a shed (names from bulkhead shed list)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "unshed NAME",
+		Short:   "Remove a shed (names from bulkhead shed list)",
+		Example: `  bulkhead unshed bulkhead-shed-sa-telemetry.agent`,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, client, err := dialLane(cmd, kube)
 			if err != nil {
@@ -116,9 +145,9 @@ func newUnshedCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 // dialLane connects through the break-glass lane when it can, says which way it went, and
 // removes expired sheds.
 func dialLane(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (breakglass.Route, kubernetes.Interface, error) {
-	cfg, err := kube.ToRESTConfig()
+	cfg, err := clusterConfig(kube)
 	if err != nil {
-		return breakglass.Route{}, nil, fmt.Errorf("kubeconfig: %w", err)
+		return breakglass.Route{}, nil, err
 	}
 	route := breakglass.Dial(commandContext(cmd), cfg)
 	fmt.Fprintln(cmd.ErrOrStderr(), route.Note)

@@ -11,7 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 	"github.com/bulkhead-dev/bulkhead/top"
@@ -37,7 +41,13 @@ requests per second, seats executing, queued requests, rejections and queue wait
 per verb and scope and the seats in use against capacity. Keys: s next sort, r summed/per replica, q quit.
 With --once it takes two scrapes --interval apart, prints them (-o table|json) and exits non-zero when a
 replica could not be read. With --prometheus it reads the same series from a Prometheus instead, each
-reading covering the --window that ends now.`,
+reading covering the --window that ends now. Piped rather than shown on a terminal, the live view
+prints plain frames one after another, without screen control.
+
+Manual: ` + ManualURL + `#top`,
+		Example: `  bulkhead top
+  bulkhead top --once -o json | jq '.flows[0]'
+  bulkhead top --prometheus http://prometheus.monitoring:9090 --window 5m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			sortKey, err := top.ParseSortKey(sortBy)
@@ -53,6 +63,9 @@ reading covering the --window that ends now.`,
 			if interval <= 0 || window <= 0 {
 				return fmt.Errorf("--interval and --window must be positive, got %s and %s", interval, window)
 			}
+			if rows < 0 {
+				return fmt.Errorf("--rows %d must not be negative (0 shows every flow)", rows)
+			}
 			ctx := cmd.Context()
 			if ctx == nil {
 				ctx = context.Background()
@@ -67,24 +80,29 @@ reading covering the --window that ends now.`,
 				}
 				read = top.Windowed(src, window)
 			} else {
-				cfg, err := kube.ToRESTConfig()
+				cfg, err := clusterConfig(kube)
 				if err != nil {
-					return fmt.Errorf("kubeconfig: %w", err)
+					return err
 				}
 				scraper, err := controlplane.NewScraper(cfg, controlplane.Options{Timeout: timeout, NoDiscovery: noDiscovery})
 				if err != nil {
 					return err
 				}
 				if !scraper.WaitForDiscovery(ctx, timeout) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "bulkhead: replicas not discovered within %s (%v): scraping %s only\n", timeout, scraper.DiscoveryError(), cfg.Host)
+					fmt.Fprintf(cmd.ErrOrStderr(), "bulkhead: API server replicas not discovered within %s (%s): scraping %s only\n",
+						timeout, discoveryCause(ctx, cfg, scraper, timeout), cfg.Host)
 				}
 				read = top.Consecutive(scraper, interval)
 			}
 			view := top.View{Sort: sortKey, PerReplica: perReplica, MaxFlows: rows}
 
 			if !once {
+				out := cmd.OutOrStdout()
+				if !isTerminal(out) {
+					out = &plainWriter{w: out}
+				}
 				var keys io.Reader
-				if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) {
+				if fd := int(os.Stdin.Fd()); term.IsTerminal(fd) && isTerminal(cmd.OutOrStdout()) {
 					state, err := term.MakeRaw(fd)
 					if err != nil {
 						return fmt.Errorf("terminal raw mode: %w", err)
@@ -92,7 +110,7 @@ reading covering the --window that ends now.`,
 					defer term.Restore(fd, state)
 					keys = os.Stdin
 				}
-				return top.Live(ctx, read, keys, cmd.OutOrStdout(), interval, view)
+				return top.Live(ctx, read, keys, out, interval, view)
 			}
 
 			reading, err := read(ctx)
@@ -132,4 +150,25 @@ reading covering the --window that ends now.`,
 	f.StringVar(&promSelector, "prometheus-selector", `job="apiserver"`, "with --prometheus: label matchers selecting the kube-apiserver series")
 	f.DurationVar(&window, "window", time.Minute, "with --prometheus: the span each reading covers (at least two Prometheus scrape intervals)")
 	return cmd
+}
+
+// discoveryCause names why the replicas were not discovered. The EndpointSlice watch retries
+// refused connections quietly (client-go's watch-list), so when it has reported nothing, one
+// bounded request of our own names the cause.
+func discoveryCause(ctx context.Context, cfg *rest.Config, scraper *controlplane.Scraper, timeout time.Duration) string {
+	if err := scraper.DiscoveryError(); err != nil {
+		return err.Error()
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err.Error()
+	}
+	probeCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err = client.DiscoveryV1().EndpointSlices(metav1.NamespaceDefault).List(probeCtx,
+		metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=kubernetes", Limit: 1})
+	if err != nil {
+		return "listing EndpointSlices in default: " + err.Error()
+	}
+	return "the EndpointSlice watch has not synced yet"
 }
