@@ -8,8 +8,15 @@ LAB_DIR ?= $(CURDIR)/.lab
 all: build lab
 
 ## build: the product binary, bin/bulkhead, and bin/kubectl-bulkhead for `kubectl bulkhead`
+# Stamp what `bulkhead version` reports: the release (a tag, else the commit), the commit, the date.
+VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT     ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+CLI        := github.com/bulkhead-dev/bulkhead/internal/cli
+BUILD_LDFLAGS := -X $(CLI).release=$(VERSION) -X $(CLI).commit=$(COMMIT) -X $(CLI).buildDate=$(BUILD_DATE)
+
 build:
-	$(GO) build -o $(BIN)/bulkhead ./cmd/bulkhead
+	$(GO) build -ldflags "$(BUILD_LDFLAGS)" -o $(BIN)/bulkhead ./cmd/bulkhead
 	ln -sf bulkhead $(BIN)/kubectl-bulkhead
 
 ## lab: bin/bulkhead-lab (links kube-apiserver; the first build takes about 15 minutes)
