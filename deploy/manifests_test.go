@@ -49,15 +49,8 @@ func TestREADMERBACTablesAreTheManifestsRoles(t *testing.T) {
 	if len(roles) == 0 {
 		t.Fatal("no roles found in deploy/")
 	}
-	for role, rows := range roles {
-		if !slices.Equal(tables[role], rows) {
-			t.Errorf("README's table for %s:\n  %s\nthe manifest grants:\n  %s", role, strings.Join(tables[role], "\n  "), strings.Join(rows, "\n  "))
-		}
-	}
-	for role := range tables {
-		if _, ok := roles[role]; !ok {
-			t.Errorf("README documents %s, which no manifest creates", role)
-		}
+	for _, d := range rbacdoc.Diff(tables, roles) {
+		t.Error("deploy/README.md: " + d)
 	}
 }
 

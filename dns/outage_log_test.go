@@ -1,36 +1,18 @@
 package dns_test
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 )
-
-// lockedBuffer is a log sink the node's goroutines may write while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // While the API server refuses connections, the node says so at once, with the cause, and only
 // once: client-go retries for as long as the outage lasts.
 func TestAnAPIServerThatRefusesConnectionsIsLoggedOnceWithTheCause(t *testing.T) {
-	var logs lockedBuffer
+	var logs labtest.SyncBuffer
 	cfg := config(t, t.TempDir()+"/dns.snapshot")
 	cfg.Log = slog.New(slog.NewTextHandler(&logs, nil))
 	start(t, cfg)

@@ -155,3 +155,34 @@ func groupName(g string) string {
 	}
 	return g
 }
+
+// Diff lists, in words, every way the documented tables differ from the granted roles (both
+// keyed as Tables keys them): a role granted more or less than its table says, a role without a
+// table, a table of a role that does not exist.
+func Diff(documented, granted map[string][]string) []string {
+	var out []string
+	for _, role := range sortedKeys(granted) {
+		doc, ok := documented[role]
+		switch {
+		case !ok:
+			out = append(out, role+" is not documented")
+		case !slices.Equal(doc, granted[role]):
+			out = append(out, fmt.Sprintf("%s: the table says\n  %s\nthe role grants\n  %s", role, strings.Join(doc, "\n  "), strings.Join(granted[role], "\n  ")))
+		}
+	}
+	for _, role := range sortedKeys(documented) {
+		if _, ok := granted[role]; !ok {
+			out = append(out, "a table documents "+role+", which does not exist")
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string][]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

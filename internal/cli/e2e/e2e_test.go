@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,24 +29,6 @@ var lab *labtest.Lab
 
 func TestMain(m *testing.M) {
 	os.Exit(labtest.Run(m, labtest.Options{Nodes: 4, PodsPerNode: 2, Services: 2}, &lab))
-}
-
-// syncBuffer is an output the command's goroutines may write while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // bulkhead runs a command in-process as the lab's admin, with stdin.
@@ -236,7 +217,7 @@ func TestDNSLogsAnAPIOutageOnceAndItsEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	dnsCtx, stopDNS := context.WithCancel(ctx)
-	var logs syncBuffer
+	var logs labtest.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- bulkhead(dnsCtx, nil, io.Discard, &logs, "dns", "--listen", "127.0.0.1:0", "--metrics", "",
