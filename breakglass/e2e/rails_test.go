@@ -161,6 +161,20 @@ func TestTheAPIServerHoldsTheBreakGlassTokenToItsRails(t *testing.T) {
 		t.Errorf("a year-long break-glass token: %v; want refused by %s", err, breakglass.TokenPolicyName)
 	}
 
+	// alice's mint (breakGlassConfig above) is on record, on the service account.
+	events, err := lab.Client.CoreV1().Events(breakglass.Namespace).List(ctx, metav1.ListOptions{FieldSelector: "reason=" + breakglass.MintReason})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := false
+	for _, e := range events.Items {
+		recorded = recorded || e.InvolvedObject.Name == breakglass.ServiceAccountName && strings.HasPrefix(e.Message, "alice minted a break-glass token for a kubeconfig (1h0m0s)") &&
+			strings.Contains(e.Message, "credential JTI=")
+	}
+	if !recorded {
+		t.Errorf("no %s Event names alice's kubeconfig: %+v", breakglass.MintReason, events.Items)
+	}
+
 	// The policies compiled against the API server's schemas without warnings.
 	for _, name := range []string{breakglass.PolicyName, breakglass.TokenPolicyName} {
 		p, err := lab.Client.AdmissionregistrationV1().ValidatingAdmissionPolicies().Get(ctx, name, metav1.GetOptions{})

@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/bulkhead-dev/bulkhead/breakglass"
 	"github.com/bulkhead-dev/bulkhead/internal/cli"
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
@@ -181,7 +180,13 @@ func TestShedListPrintsJSONAScriptParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var list breakglass.ShedList
+	var list struct {
+		Sheds []struct {
+			Name, Mode, Reason string
+			Expires            time.Time
+			Rejected           *float64
+		}
+	}
 	if err := json.Unmarshal([]byte(text), &list); err != nil || len(list.Sheds) != 1 {
 		t.Fatalf("shed list -o json: %v\n%s", err, text)
 	}
