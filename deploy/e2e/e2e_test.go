@@ -115,8 +115,8 @@ func violations(err error) []string {
 }
 
 // withoutExceptions undoes each documented exception the way a restricted pod would do without
-// it: no host network, an emptyDir for a hostPath, no added capability but NET_BIND_SERVICE,
-// a non-root user.
+// it: no host network, an emptyDir for a hostPath, probes of the pod's own address, no added
+// capability but NET_BIND_SERVICE, a non-root user.
 func withoutExceptions(tmpl *corev1.PodTemplateSpec) *corev1.PodTemplateSpec {
 	out := tmpl.DeepCopy()
 	s := &out.Spec
@@ -129,6 +129,11 @@ func withoutExceptions(tmpl *corev1.PodTemplateSpec) *corev1.PodTemplateSpec {
 	nonRoot, uid := true, int64(65532)
 	for _, list := range [][]corev1.Container{s.InitContainers, s.Containers} {
 		for i := range list {
+			for _, p := range []*corev1.Probe{list[i].LivenessProbe, list[i].ReadinessProbe, list[i].StartupProbe} {
+				if p != nil && p.HTTPGet != nil {
+					p.HTTPGet.Host = ""
+				}
+			}
 			sc := list[i].SecurityContext
 			if sc == nil {
 				continue
