@@ -19,16 +19,20 @@
 //
 // # Pieces
 //
-// Pure (table-tested, no network): Desired builds the install manifest; decide and the same*/
-// merge* functions compare it with what a cluster holds; ParseIdentity, ParseShed and Guard
-// validate a shed and apply the guard rails; ShedObjects / ShedFromSchema write and read a
-// shed's who/why/when/expiry annotations; Shed.Expired decides expiry; JailTraffic sums APF's
-// rejected and dispatched counters of the jails, and LaneSeats the lane's size as the server
-// computed it, from a controlplane.Snapshot; WriteYAML and
-// WriteShedTable print.
+// Pure (table-tested, no network): Desired builds the install manifest, its admission policies
+// included (policy.go: the rails the API server holds the break-glass identity to, whatever
+// client it uses; the tests evaluate their CEL on every case); decide and the same*/merge*
+// functions compare the manifest with what a cluster holds; CheckOperatorsGroup refuses groups
+// whose members must not mint tokens; ParseIdentity, ParseShed and Guard validate a shed and
+// apply the guard rails, hard (never) and soft (--force), before anything is sent; ShedObjects /
+// ShedFromSchema write and read a shed's who/why/when/expiry annotations; Shed.Expired decides
+// expiry; JailTraffic sums APF's rejected and dispatched counters of the jails, and LaneSeats the
+// lane's size as the server computed it, from a controlplane.Snapshot; WriteYAML, WriteShedTable
+// and ShedReport print.
 //
 // Edges (Kubernetes I/O): Install (get → decide → create/update or nothing, so a second run writes
-// nothing), Uninstall (delete by ownership label), MintToken (TokenRequest), Dial and Config (pick
+// nothing; the lane's APF objects through apf's server-side apply), Uninstall (delete by ownership
+// label), MintToken (TokenRequest) and RecordMint (an Event naming the minter), Dial and Config (pick
 // the best route for a command: exempt admin, break-glass token, or the caller's own identity
 // with the reason), ShedIdentity, Unshed, ListSheds, ReadJailTraffic (one scrape of every
 // replica through controlplane) and RemoveExpiredSheds, which every bulkhead
