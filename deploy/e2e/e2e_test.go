@@ -54,7 +54,7 @@ func exceptions(t *testing.T) map[string]exception {
 		}
 		cells := strings.Split(strings.Trim(line, "|"), "|")
 		for i := range cells {
-			cells[i] = strings.Trim(strings.TrimSpace(cells[i]), "`")
+			cells[i] = strings.ReplaceAll(strings.TrimSpace(cells[i]), "`", "")
 		}
 		e := exception{manifest: cells[0], workload: cells[1], level: cells[2]}
 		for _, c := range strings.Split(cells[3], ",") {
