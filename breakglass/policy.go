@@ -1,11 +1,18 @@
 package breakglass
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/bulkhead-dev/bulkhead/apf"
 )
@@ -197,4 +204,47 @@ func celList(items []string) string {
 		quoted[i] = "'" + s + "'"
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// railsProbe is a write the break-glass policy must refuse: a forced shed of system:masters.
+const railsProbe = "bulkhead-rails-probe"
+
+// WaitForRails waits until the API server enforces the break-glass policy, and says so: kube-
+// apiserver picks a new policy up within about a second, and until it has, a break-glass token
+// could do all its role allows. It asks with a dry run as the break-glass identity
+// (impersonated: install runs as an admin) of a write the policy must refuse, so nothing is
+// written.
+func WaitForRails(ctx context.Context, base *rest.Config, timeout time.Duration) error {
+	cfg := rest.CopyConfig(base)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: username,
+		Groups: []string{"system:serviceaccounts", serviceAccountGroup, "system:authenticated"}}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("check the rails: %w", err)
+	}
+	_, probe, err := ShedObjects(ShedRequest{Identity: apf.Group("system:masters"), Mode: Mode{Reject: true}, TTL: time.Minute, Force: true},
+		"bulkhead install", time.Now())
+	if err != nil {
+		return err
+	}
+	probe.Name = railsProbe
+	probe.Spec.PriorityLevelConfiguration.Name = railsProbe
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		_, last = client.FlowcontrolV1().FlowSchemas().Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		switch {
+		case last == nil:
+			last = errors.New("a dry run the policy must refuse was admitted")
+			return false, nil
+		case apierrors.IsForbidden(last) && strings.Contains(last.Error(), "ValidatingAdmissionPolicy '"+PolicyName+"'"):
+			return true, nil
+		}
+		// Any other answer, RBAC's refusal included (the role binding just written may not
+		// have reached the authorizer yet), is asked again until the timeout.
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the API server did not enforce policy %s within %s (%v): break-glass tokens are not held to their rails yet", PolicyName, timeout, last)
+	}
+	return nil
 }

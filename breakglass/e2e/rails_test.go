@@ -91,7 +91,10 @@ func (h *tokenHTTP) refused(t *testing.T, what, method, path string, body any, m
 // removes it again at the test's end.
 func installForRails(t *testing.T) {
 	t.Helper()
-	mustRun(t, "install")
+	out, _ := mustRun(t, "install")
+	if !strings.Contains(out, "rails in force") {
+		t.Fatalf("install did not confirm the API server enforces the rails:\n%s", out)
+	}
 	t.Cleanup(func() { mustRun(t, "uninstall") })
 }
 

@@ -58,6 +58,10 @@ Manual: ` + ManualURL + `#install`,
 			if err != nil {
 				return fmt.Errorf("install: %w", err)
 			}
+			if err := breakglass.WaitForRails(commandContext(cmd), cfg, 15*time.Second); err != nil {
+				return fmt.Errorf("install: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rails in force: the API server refuses what policy %s forbids the break-glass identity (checked by a dry run)\n", breakglass.PolicyName)
 			lane, total, err := breakglass.ReadLaneSeats(commandContext(cmd), cfg, 5*time.Second)
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: lane size not confirmed: %v\n", err)
