@@ -23,6 +23,7 @@ type flowSeries struct {
 	executingRequests float64
 	inQueue           float64
 	executionSeconds  float64
+	watches           float64
 	seatsSum          float64
 	seatsCount        float64
 	wait              histogram
@@ -126,7 +127,11 @@ func extract(families map[string]*dto.MetricFamily) replicaSeries {
 		flow(m).inQueue += value(m)
 	}
 	for _, m := range metrics(metricExecution) {
-		flow(m).executionSeconds += m.GetHistogram().GetSampleSum()
+		f := flow(m)
+		f.executionSeconds += m.GetHistogram().GetSampleSum()
+		if label(m, "type") == "watch" {
+			f.watches += histogramOf(m.GetHistogram()).count
+		}
 	}
 	for _, m := range metrics(metricEstimatedSeats) {
 		f := flow(m)
@@ -204,6 +209,7 @@ func replicaDelta(prev *replicaSeries, cur replicaSeries, seconds float64) loadD
 			p = &flowSeries{}
 		}
 		fd.load.DispatchedPerSecond = counterSince(p.dispatched, c.dispatched) / seconds
+		fd.load.WatchesPerSecond = counterSince(p.watches, c.watches) / seconds
 		for reason, n := range c.rejected {
 			if rate := counterSince(p.rejected[reason], n) / seconds; rate > 0 {
 				if fd.load.RejectedByReason == nil {
@@ -319,6 +325,7 @@ func (d *loadDelta) add(o loadDelta) {
 			d.flows[k] = f
 		}
 		f.load.DispatchedPerSecond += of.load.DispatchedPerSecond
+		f.load.WatchesPerSecond += of.load.WatchesPerSecond
 		f.load.RejectedPerSecond += of.load.RejectedPerSecond
 		for reason, rate := range of.load.RejectedByReason {
 			if f.load.RejectedByReason == nil {

@@ -61,6 +61,9 @@ type FlowLoad struct {
 	PriorityLevel string `json:"priorityLevel"`
 	// DispatchedPerSecond counts requests APF let through to execution.
 	DispatchedPerSecond float64 `json:"dispatchedPerSecond"`
+	// WatchesPerSecond counts the dispatched requests that were WATCHes (their initial stage
+	// finished executing in the window); the rest are ordinary requests.
+	WatchesPerSecond float64 `json:"watchesPerSecond"`
 	// RejectedPerSecond sums RejectedByReason (queue-full, concurrency-limit, time-out, cancelled).
 	RejectedPerSecond float64            `json:"rejectedPerSecond"`
 	RejectedByReason  map[string]float64 `json:"rejectedByReason,omitempty"`

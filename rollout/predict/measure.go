@@ -25,15 +25,17 @@ const (
 	minAbsoluteSE = 0.005
 )
 
-// Measurement is one wave's lane demand, split into the start-up burst and the steady state.
+// Measurement is one wave's lane demand for a resource, split into the start-up burst and the
+// steady state.
 type Measurement struct {
-	// Steady is the lane's mean seat demand once every agent of the wave is Ready and settled.
+	// Steady is the lane's mean demand once every agent of the wave is Ready and settled.
 	Steady Estimate
 	// BurstPeakPerAgent is the worst interval's demand above Steady during start-up, per agent
-	// started (seats averaged over one scrape interval).
+	// started (averaged over one scrape interval).
 	BurstPeakPerAgent float64
-	// BurstSeatSecondsPerAgent is the extra work each started agent cost before settling.
-	BurstSeatSecondsPerAgent float64
+	// BurstExtraPerAgent is the extra use (resource-seconds) each started agent cost before
+	// settling.
+	BurstExtraPerAgent float64
 	// Throttled: the lane queued or rejected the agents in some interval (demand counts it).
 	Throttled bool
 	// LowerBound: in some interval nothing was dispatched, so demand is only known from below.
@@ -43,14 +45,14 @@ type Measurement struct {
 // Measure splits samples at steadyFrom: intervals that begin at or after it are steady state,
 // earlier ones are the start-up burst of the started agents.
 func Measure(samples []Sample, steadyFrom time.Duration, started int) Measurement {
-	price := seatSecondsPerRequest(samples)
+	price := PerRequest(samples)
 	var m Measurement
 	var steady, burst []weighted
 	for _, s := range samples {
 		d := DemandOf(s, price)
 		m.Throttled = m.Throttled || d.Throttled
 		m.LowerBound = m.LowerBound || d.LowerBound
-		w := weighted{value: d.Seats, weight: s.Span.Seconds()}
+		w := weighted{value: d.Value, weight: s.Span.Seconds()}
 		if s.End-s.Span >= steadyFrom {
 			steady = append(steady, w)
 		} else {
@@ -66,7 +68,7 @@ func Measure(samples []Sample, steadyFrom time.Duration, started int) Measuremen
 			extra += math.Max(0, excess) * b.weight
 		}
 		m.BurstPeakPerAgent = peak / float64(started)
-		m.BurstSeatSecondsPerAgent = extra / float64(started)
+		m.BurstExtraPerAgent = extra / float64(started)
 	}
 	return m
 }
