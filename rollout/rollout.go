@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +18,7 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/controlplane"
-	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/plan"
 	"github.com/bulkhead-dev/bulkhead/rollout/soak"
@@ -27,28 +27,23 @@ import (
 
 // Options are `bulkhead rollout apply`'s settings.
 type Options struct {
-	Waves         string
-	Soak          time.Duration
-	BudgetPercent float64
-	// Interval is the scrape interval of a soak; default 5 s.
-	Interval time.Duration
+	Waves string
+	Soak  time.Duration
+	// Budget is the share of the API servers' capacity per resource the DaemonSet may use at
+	// 100% (check.DefaultBudget when nil).
+	Budget check.Budget
 	// ServerSeats is one API server's seats (max-requests-inflight +
 	// max-mutating-requests-inflight); 0 reads it from the servers' APF metrics.
 	ServerSeats int
-	Limits      analyze.Limits
+	// APIServerCPUs and APIServerMemory are one API server's CPU (cores) and memory limit
+	// (bytes) when its metrics do not tell (no GOMAXPROCS from a CPU limit, no GOMEMLIMIT); 0
+	// reads them from the metrics.
+	APIServerCPUs, APIServerMemory float64
 }
 
-// Deps are the rollout's connections to the cluster.
-type Deps struct {
-	Client  kubernetes.Interface
-	Scraper soak.Scraper
-	// Log receives progress lines; Decisions each wave's final decision.
-	Log       func(string)
-	Decisions func(analyze.Decision)
-	// Rollback, when set, gives the client a rollback runs with (BreakGlassRollback); nil
-	// rolls back with Client.
-	Rollback func(context.Context) kubernetes.Interface
-}
+// baselineForCreate is how long a new DaemonSet's rollout measures the servers before wave 1:
+// the reference of each wave's CPU difference, and what the servers already use.
+const baselineForCreate = 30 * time.Second
 
 // Validate checks options before anything is read from or written to the cluster.
 func (o Options) Validate() ([]plan.Wave, error) {
@@ -59,20 +54,42 @@ func (o Options) Validate() ([]plan.Wave, error) {
 	if o.Soak <= 0 {
 		return nil, fmt.Errorf("--soak %v must be positive", o.Soak)
 	}
-	if o.BudgetPercent <= 0 || o.BudgetPercent > 100 || math.IsNaN(o.BudgetPercent) {
-		return nil, fmt.Errorf("--budget %v%% must be within (0, 100%%]", o.BudgetPercent)
+	for r, share := range o.Budget {
+		if share <= 0 || share > 100 || math.IsNaN(share) {
+			return nil, fmt.Errorf("--budget %s=%v%% must be within (0, 100%%]", r, share)
+		}
 	}
-	if o.ServerSeats < 0 {
-		return nil, fmt.Errorf("server seats %d must not be negative", o.ServerSeats)
+	switch {
+	case o.ServerSeats < 0:
+		return nil, fmt.Errorf("--server-seats %d must not be negative", o.ServerSeats)
+	case o.APIServerCPUs < 0 || math.IsNaN(o.APIServerCPUs):
+		return nil, fmt.Errorf("--apiserver-cpus %v must not be negative", o.APIServerCPUs)
+	case o.APIServerMemory < 0 || math.IsNaN(o.APIServerMemory):
+		return nil, fmt.Errorf("--apiserver-memory %v must not be negative", o.APIServerMemory)
 	}
 	return waves, nil
 }
 
-// Apply starts a guarded rollout of ds (new, or an update of the DaemonSet of that name) and
-// runs it to its end, a pause, or ctx's end. Every check happens before the first write: a
+func (o Options) budget() check.Budget {
+	if o.Budget == nil {
+		return check.DefaultBudget
+	}
+	return o.Budget
+}
+
+// Apply starts a guarded rollout of ds and runs it to its end, a pause, or ctx's end.
+func Apply(ctx context.Context, e *Engine, ds *appsv1.DaemonSet, o Options) (state.State, error) {
+	if _, err := e.Start(ctx, ds, o); err != nil {
+		return state.State{}, err
+	}
+	return e.Run(ctx, ds.Namespace, ds.Name)
+}
+
+// Start begins a guarded rollout of ds (new, or an update of the DaemonSet of that name): the
+// lane, the held DaemonSet and its first state. Every check happens before the first write: a
 // bad manifest, bad options, a DaemonSet under another rollout, or one running as the default
 // service account change nothing.
-func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.State, error) {
+func (e *Engine) Start(ctx context.Context, ds *appsv1.DaemonSet, o Options) (state.State, error) {
 	waves, err := o.Validate()
 	if err != nil {
 		return state.State{}, err
@@ -80,7 +97,7 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 	if err := execute.CheckServiceAccount(ds); err != nil {
 		return state.State{}, err
 	}
-	current, err := d.Client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
+	current, err := e.Client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		current = nil
@@ -95,7 +112,7 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 		}
 	}
 
-	nodes, err := d.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	nodes, err := e.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return state.State{}, fmt.Errorf("list nodes: %w", err)
 	}
@@ -109,12 +126,12 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 		targets[i] = s.Target
 	}
 
-	before, err := readBefore(ctx, d.Scraper)
+	before, err := e.before(ctx)
 	if err != nil {
 		return state.State{}, err
 	}
 	perReplica, replicas := o.ServerSeats, 1
-	if measured, n, err := serverSeats(ctx, d.Client, before); err == nil {
+	if measured, n, err := serverSeats(ctx, e.Client, before); err == nil {
 		replicas = n
 		if perReplica == 0 {
 			perReplica = measured
@@ -122,23 +139,25 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 	} else if perReplica == 0 {
 		return state.State{}, err
 	}
-	laneSeats, err := execute.BudgetSeats(perReplica, o.BudgetPercent)
+	budget := o.budget()
+	laneSeats, err := execute.BudgetSeats(perReplica, budget[check.Seats])
 	if err != nil {
 		return state.State{}, err
 	}
+	capacity := capacityOf(before, o, perReplica, replicas)
+	limits := budget.Limits(capacity)
 
 	lane := execute.LaneNames(ds.Namespace, ds.Name)
 	start := state.Start{
 		ID:        fmt.Sprintf("%s-%04x", time.Now().UTC().Format("20060102-150405"), rand.IntN(1<<16)),
-		WavesSpec: o.Waves, Targets: targets, Eligible: eligible,
-		Soak: o.Soak, BudgetPercent: o.BudgetPercent, BudgetSeats: float64(laneSeats * replicas),
-		CapacitySeats: float64(perReplica * replicas),
-		Lane:          lane, OriginalStrategy: ds.Spec.UpdateStrategy, Before: soak.Baseline(before, lane),
+		WavesSpec: o.Waves, Targets: targets, Eligible: eligible, Soak: o.Soak, Budget: budget, Limits: limits,
+		Lane: lane, OriginalStrategy: ds.Spec.UpdateStrategy, Before: soak.Baseline(before, lane),
 	}
 	if current == nil {
 		start.Kind, start.NodeLabel = state.Create, execute.NodeLabelKey(ds.Namespace, ds.Name)
+		start.BaselineSoak = min(o.Soak, baselineForCreate)
 	} else {
-		_, hash, err := execute.CurrentRevision(ctx, d.Client, current.Namespace, current.Name)
+		_, hash, err := execute.CurrentRevision(ctx, e.Client, current.Namespace, current.Name)
 		if err != nil {
 			return state.State{}, err
 		}
@@ -153,34 +172,33 @@ func Apply(ctx context.Context, d Deps, ds *appsv1.DaemonSet, o Options) (state.
 	}
 
 	owner := "daemonset/" + ds.Namespace + "/" + ds.Name
-	seats, err := execute.EnsureLane(ctx, d.Client, lane, owner, execute.ServiceAccountOf(ds), perReplica, laneSeats)
+	seats, err := execute.EnsureLane(ctx, e.Client, lane, owner, execute.ServiceAccountOf(ds), perReplica, laneSeats)
 	if err != nil {
 		return state.State{}, err
 	}
-	logf(d, "rollout %s of %s/%s (%s): %d eligible nodes, waves %v; lane %s holds %d of %d seats per API server (%d replicas)",
-		st.ID, ds.Namespace, ds.Name, st.Kind, eligible, targets, lane.PriorityLevel, seats, perReplica, replicas)
+	e.say(ds.Namespace, ds.Name, fmt.Sprintf("rollout %s of %s/%s (%s): %d eligible nodes, waves %v; lane %s holds %d of %d seats per API server (%d replicas)",
+		st.ID, ds.Namespace, ds.Name, st.Kind, eligible, targets, lane.PriorityLevel, seats, perReplica, replicas))
+	e.say(ds.Namespace, ds.Name, "budget: "+describeLimits(limits))
 	if current == nil {
-		_, err = execute.StartCreate(ctx, d.Client, ds, st)
+		_, err = execute.StartCreate(ctx, e.Client, ds, st)
 	} else {
-		_, err = execute.StartUpdate(ctx, d.Client, current, ds.Spec.Template, st)
+		_, err = execute.StartUpdate(ctx, e.Client, current, ds.Spec.Template, st)
 	}
 	if err != nil {
-		if delErr := execute.DeleteLane(context.WithoutCancel(ctx), d.Client, lane); delErr != nil {
+		if delErr := execute.DeleteLane(context.WithoutCancel(ctx), e.Client, lane); delErr != nil {
 			err = errors.Join(err, fmt.Errorf("remove the lane again: %w", delErr))
 		}
 		return state.State{}, err
 	}
-	return run(ctx, d, o, before, ds.Namespace, ds.Name)
+	return st, nil
 }
 
 // Resume continues a paused rollout, or one whose CLI died.
-func Resume(ctx context.Context, d Deps, o Options, namespace, name string) (state.State, error) {
-	st, err := execute.Transition(ctx, d.Client, namespace, name, func(s state.State) (state.State, error) { return s.Resume(time.Now()) })
-	if err != nil {
+func Resume(ctx context.Context, e *Engine, namespace, name string) (state.State, error) {
+	if _, err := execute.Transition(ctx, e.Client, namespace, name, func(s state.State) (state.State, error) { return s.Resume(time.Now()) }); err != nil {
 		return state.State{}, err
 	}
-	// The other flows are judged against the cluster before the rollout, as recorded.
-	return run(ctx, d, o, soak.BeforeReading(st.Before), namespace, name)
+	return e.Run(ctx, namespace, name)
 }
 
 // Pause stops a rollout after its current action.
@@ -201,44 +219,51 @@ func Status(ctx context.Context, client kubernetes.Interface, namespace, name st
 	return st, err
 }
 
-func run(ctx context.Context, d Deps, o Options, before controlplane.Reading, namespace, name string) (state.State, error) {
-	var holds holdReporter
-	progress := func(dec analyze.Decision) {
-		if holds.report(dec, time.Now()) {
-			logf(d, "%s", dec.Headline)
-		}
-	}
-	runner := &execute.Runner{
-		Client: d.Client,
-		Watcher: &soak.Soaker{Scraper: d.Scraper, Client: d.Client, Before: before, Interval: o.Interval, Limits: o.Limits,
-			Progress: progress},
-		Log:            d.Log,
-		Decisions:      d.Decisions,
-		RollbackClient: d.Rollback,
-	}
-	return runner.Run(ctx, namespace, name)
-}
-
-// readBefore takes two scrapes two seconds apart: the cluster as it was before this rollout
-// acted, for judging other flows, and the servers' seat capacity.
-func readBefore(ctx context.Context, s soak.Scraper) (controlplane.Reading, error) {
-	first := s.Scrape(ctx)
-	select {
-	case <-ctx.Done():
-		return controlplane.Reading{}, ctx.Err()
-	case <-time.After(2 * time.Second):
-	}
-	r := controlplane.Analyze(first, s.Scrape(ctx))
-	if !r.Reachable() {
-		var errs []string
-		for _, rep := range r.Replicas {
-			if rep.Error != "" {
-				errs = append(errs, rep.Replica+": "+rep.Error)
+// before is the latest reading of the API servers from the meter (waiting for its first): the
+// cluster as it was before this rollout acted, for judging other flows, and the servers'
+// capacity.
+func (e *Engine) before(ctx context.Context) (controlplane.Reading, error) {
+	var r controlplane.Reading
+	for attempt := 0; attempt < 3; attempt++ {
+		if readings := e.Meter.Since(time.Time{}); len(readings) > 0 {
+			r = readings[len(readings)-1]
+			if r.Reachable() {
+				return r, nil
 			}
 		}
-		return r, fmt.Errorf("cannot read the API servers' metrics, and a rollout without them would be blind: %s", strings.Join(errs, "; "))
+		e.Meter.Wait(ctx)
+		if ctx.Err() != nil {
+			return r, ctx.Err()
+		}
 	}
-	return r, nil
+	var errs []string
+	for _, rep := range r.Replicas {
+		if rep.Error != "" {
+			errs = append(errs, rep.Replica+": "+rep.Error)
+		}
+	}
+	return r, fmt.Errorf("cannot read the API servers' metrics, and a rollout without them would be blind: %s", strings.Join(errs, "; "))
+}
+
+// capacityOf is the API servers' capacity and use, summed over replicas: CPU from GOMAXPROCS
+// and memory from GOMEMLIMIT unless the options state them, seats from APF. What neither tells
+// stays unknown (0), never infinite.
+func capacityOf(before controlplane.Reading, o Options, seatsPerReplica, replicas int) check.Capacity {
+	res := before.Resources
+	c := check.Capacity{Seats: float64(seatsPerReplica * replicas), CPUUsed: res.CPUCores, MemoryUsed: res.ResidentBytes}
+	switch {
+	case o.APIServerCPUs > 0:
+		c.CPU, c.CPUFrom = o.APIServerCPUs*float64(replicas), "--apiserver-cpus"
+	case !slices.Contains(res.Missing, "cpu capacity") && res.CPUCapacityCores > 0:
+		c.CPU, c.CPUFrom = res.CPUCapacityCores, "GOMAXPROCS"
+	}
+	switch {
+	case o.APIServerMemory > 0:
+		c.Memory, c.MemoryFrom = o.APIServerMemory*float64(replicas), "--apiserver-memory"
+	case !slices.Contains(res.Missing, "memory limit") && res.MemoryLimitBytes > 0:
+		c.Memory, c.MemoryFrom = res.MemoryLimitBytes, "GOMEMLIMIT"
+	}
+	return c
 }
 
 // serverSeats is one API server's seat capacity (the smallest over replicas), recovered from
@@ -285,20 +310,3 @@ func equalSelectors(a, b *metav1.LabelSelector) bool {
 	return errA == nil && errB == nil && sa.String() == sb.String()
 }
 
-func logf(d Deps, format string, args ...any) {
-	if d.Log != nil {
-		d.Log(fmt.Sprintf(format, args...))
-	}
-}
-
-// ParseBudget reads --budget: "10%" or "10" (percent of the API servers' seats), in (0, 100].
-func ParseBudget(s string) (float64, error) {
-	v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "%")), 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-		return 0, fmt.Errorf("--budget %q: want a percentage such as 10%%", s)
-	}
-	if v <= 0 || v > 100 {
-		return 0, fmt.Errorf("--budget %q must be within (0, 100%%]", s)
-	}
-	return v, nil
-}

@@ -130,6 +130,12 @@ func run(b *testing.B, ctx context.Context, sc scenario, ns string) {
 		b.Fatalf("no decided wave in the report: %+v", r)
 	}
 	wave1 := r.Steps[0]
+	for _, s := range r.Steps {
+		if s.Wave == 1 {
+			wave1 = s
+			break
+		}
+	}
 	b.Logf("%s: %s; wave 1 decided %.0f s after its agents were Ready; %d nodes exposed; %.2f min outside SLO; %.0f requests by bulkhead in %v",
 		sc.name, r.Outcome, wave1.ReadyToDecision, nodesExposed, outside.Minutes(), requests, elapsed.Round(time.Second))
 	b.ReportMetric(wave1.ReadyToDecision, "ready-to-decision-s")
@@ -137,20 +143,24 @@ func run(b *testing.B, ctx context.Context, sc scenario, ns string) {
 	b.ReportMetric(outside.Minutes(), "min-outside-slo")
 	b.ReportMetric(requests/elapsed.Minutes(), "bulkhead-req/min")
 	b.ReportMetric(elapsed.Seconds(), "rollout-s")
-	if last := r.Steps[len(r.Steps)-1]; r.Phase == "Complete" && wave1.Predicted != nil && last.New == r.Eligible {
-		// Wave 1's prediction for the fleet against what the fleet measured at 100%.
-		b.Logf("%s: wave 1 predicted %.3g seats (95%%: %.3g–%.3g) for %d agents; measured at 100%%: %.3g ± %.3g",
-			sc.name, wave1.Predicted.Seats, wave1.Predicted.Low, wave1.Predicted.High, r.Eligible, last.MeasuredSeats, last.MeasuredSE)
-		b.ReportMetric(wave1.Predicted.Seats, "predicted-seats")
-		b.ReportMetric(last.MeasuredSeats, "measured-seats-at-100%")
-		b.ReportMetric(wave1.Predicted.Seats-last.MeasuredSeats, "prediction-error-seats")
-		if last.MeasuredSeats > 0 {
-			b.ReportMetric(100*(wave1.Predicted.Seats-last.MeasuredSeats)/last.MeasuredSeats, "prediction-error-%")
+	last := r.Steps[len(r.Steps)-1]
+	for _, res := range []string{"cpu", "memory", "seats"} {
+		p := wave1.Resources[res].Predicted
+		if p == nil {
+			continue
 		}
-	} else if wave1.Predicted != nil {
-		b.Logf("%s: wave 1 predicted %.3g seats (95%%: %.3g–%.3g) for %d agents against a budget of %.3g; no error to measure: the rollout stopped at %d nodes (%s)",
-			sc.name, wave1.Predicted.Seats, wave1.Predicted.Low, wave1.Predicted.High, r.Eligible, r.BudgetSeats, r.NodesSwitched, r.Phase)
-		b.ReportMetric(wave1.Predicted.Seats, "predicted-seats")
+		if r.Phase == "Complete" && last.New == r.Eligible {
+			// Wave 1's prediction for the fleet against what the fleet measured at 100%.
+			m := last.Resources[res]
+			b.Logf("%s: %s: wave 1 predicted %.3g (95%%: %.3g–%.3g) for %d agents; measured at 100%%: %.3g ± %.3g",
+				sc.name, res, p.Mean, p.Low, p.High, r.Eligible, m.Measured, m.MeasuredSE)
+			if m.Measured > 0 {
+				b.ReportMetric(100*(p.Mean-m.Measured)/m.Measured, res+"-prediction-error-%")
+			}
+		} else {
+			b.Logf("%s: %s: wave 1 predicted %.3g (95%%: %.3g–%.3g) for %d agents; the rollout stopped at %d nodes (%s)",
+				sc.name, res, p.Mean, p.Low, p.High, r.Eligible, r.NodesSwitched, r.Phase)
+		}
 	}
 	b.Logf("%s: bulkhead's output:\n%s", sc.name, out.String())
 	propagation := metav1.DeletePropagationBackground

@@ -40,25 +40,28 @@ type Demand struct {
 //
 // which is what executed plus the rejected and queued requests, each priced as one that
 // executed. A lane that throttles its agents therefore still reports their true appetite,
-// never the throttled usage. fallbackPerRequest prices requests when none were dispatched in
-// the interval (pass 0 when unknown).
+// never the throttled usage. When nothing was dispatched in the interval, held-back requests
+// are priced at fallbackPerRequest (pass 0 when unknown: the demand is then only a lower
+// bound), and an interval in which nothing arrived keeps what was used (requests dispatched
+// earlier, still executing).
 func DemandOf(s Sample, fallbackPerRequest float64) Demand {
 	growth := 0.0
 	if s.Span > 0 {
 		growth = (s.QueuedAtEnd - s.QueuedAtStart) / s.Span.Seconds()
 	}
-	throttled := s.RejectedPerSec > 0 || growth > 0
-	perRequest := fallbackPerRequest
-	if s.DispatchedPerSec > 0 {
-		perRequest = s.Used / s.DispatchedPerSec
+	// A draining queue (negative growth) means earlier arrivals are executing now: the use
+	// already counts them, so it must not lower the demand.
+	heldBack := s.RejectedPerSec + math.Max(growth, 0)
+	throttled := heldBack > 0
+	switch {
+	case s.DispatchedPerSec > 0:
+		return Demand{Value: (s.DispatchedPerSec + heldBack) * s.Used / s.DispatchedPerSec, Throttled: throttled}
+	case !throttled:
+		return Demand{Value: s.Used}
+	case fallbackPerRequest > 0:
+		return Demand{Value: heldBack * fallbackPerRequest, Throttled: true}
 	}
-	if perRequest <= 0 {
-		return Demand{Value: s.Used, Throttled: throttled, LowerBound: throttled}
-	}
-	// A draining queue (negative growth) means earlier arrivals are executing now: the
-	// use already counts them, so it must not lower the demand.
-	arrivals := s.DispatchedPerSec + s.RejectedPerSec + math.Max(growth, 0)
-	return Demand{Value: arrivals * perRequest, Throttled: throttled}
+	return Demand{Value: s.Used, Throttled: true, LowerBound: true}
 }
 
 // PerRequest is the lane's mean request cost over samples (resource-seconds per request), the

@@ -152,3 +152,14 @@ func (c Cost) MaxNextWave(old, new int, burstPeakPerAgent, budget float64, remai
 	}
 	return int(math.Floor(room / perSwitched))
 }
+
+// maxUtilization caps the utilisation Slowdown takes: at 95% it is 20×, and past it a server is
+// overloaded whatever the exact figure.
+const maxUtilization = 0.95
+
+// Slowdown is how much longer a request takes on a server whose CPU is busy a fraction
+// utilization of the time than on an idle one, in a processor-sharing model: 1/(1 − ρ), capped
+// at 20×. Seat-seconds and requests in flight scale with it; CPU per request does not.
+func Slowdown(utilization float64) float64 {
+	return 1 / (1 - math.Min(math.Max(utilization, 0), maxUtilization))
+}

@@ -36,6 +36,9 @@ func TestDemandCountsWhatTheLaneHeldBack(t *testing.T) {
 			Sample{Span: 10 * time.Second, RejectedPerSec: 20, Used: 3}, 0,
 			Demand{Value: 3, Throttled: true, LowerBound: true}},
 		{"idle lane", Sample{Span: 10 * time.Second}, 0, Demand{}},
+		{"requests dispatched earlier still use what they use",
+			Sample{Span: 10 * time.Second, Used: 0.5}, 0.3,
+			Demand{Value: 0.5}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -62,7 +65,7 @@ func series(total, burstEnd time.Duration, burst, steady float64) []Sample {
 }
 
 func TestMeasureSeparatesTheStartUpBurstFromSteadyState(t *testing.T) {
-	m := Measure(series(60*time.Second, 10*time.Second, 5.8, 1.8), 10*time.Second, 2)
+	m := Measure(series(60*time.Second, 10*time.Second, 5.8, 1.8), 10*time.Second, 2, 0.005)
 	if !near(m.Steady.Mean, 1.8, 1e-9) || m.Steady.Samples != 10 {
 		t.Fatalf("steady = %+v, want mean 1.8 over 10 samples", m.Steady)
 	}
@@ -78,7 +81,7 @@ func TestMeasureSeparatesTheStartUpBurstFromSteadyState(t *testing.T) {
 }
 
 func TestMeasureWithOneSteadySampleHasNoFiniteError(t *testing.T) {
-	m := Measure(series(15*time.Second, 10*time.Second, 5, 1), 10*time.Second, 1)
+	m := Measure(series(15*time.Second, 10*time.Second, 5, 1), 10*time.Second, 1, 0.005)
 	if m.Steady.Samples != 1 || !math.IsInf(m.Steady.SE, 1) {
 		t.Fatalf("steady = %+v, want one sample with infinite SE", m.Steady)
 	}
@@ -158,7 +161,7 @@ func TestPredictionIntervalCoversTheTruthForANoisyAgent(t *testing.T) {
 			}
 			samples = append(samples, Sample{End: time.Duration(i) * 5 * time.Second, Span: 5 * time.Second, DispatchedPerSec: seats * 10, Used: seats})
 		}
-		m := Measure(samples, 0, 0)
+		m := Measure(samples, 0, 0, 0.005)
 		cost, err := FitCost([]Point{{New: 2, Demand: m.Steady}})
 		if err != nil {
 			t.Fatalf("FitCost: %v", err)
@@ -221,7 +224,7 @@ func TestAPeriodicAgentIsNotMistakenForANoisyOne(t *testing.T) {
 		}
 		samples = append(samples, Sample{End: time.Duration(i) * 5 * time.Second, Span: 5 * time.Second, DispatchedPerSec: seats * 10, Used: seats})
 	}
-	m := Measure(samples, 0, 0)
+	m := Measure(samples, 0, 0, 0.005)
 	if !near(m.Steady.Mean, 1, 1e-9) {
 		t.Fatalf("mean %v, want 1", m.Steady.Mean)
 	}

@@ -2,12 +2,13 @@ package state
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
-	"github.com/bulkhead-dev/bulkhead/rollout/predict"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 )
 
 // Action is what the executor must do next for a state. Every action is idempotent: doing it
@@ -56,42 +57,40 @@ func (s State) NextAction() Action {
 
 // Start is what a new rollout knows when it begins.
 type Start struct {
-	ID               string
-	Kind             Kind
-	WavesSpec        string
-	Targets          []int
-	Eligible         int
-	Soak             time.Duration
-	BudgetPercent    float64
-	BudgetSeats      float64
-	CapacitySeats    float64
-	Lane             Lane
+	ID           string
+	Kind         Kind
+	WavesSpec    string
+	Targets      []int
+	Eligible     int
+	Soak         time.Duration
+	BaselineSoak time.Duration
+	Budget       check.Budget
+	Limits       map[check.Resource]check.Limit
+	Lane         Lane
 	NodeLabel        string
 	OriginalStrategy appsv1.DaemonSetUpdateStrategy
 	OriginalHash     string
 	Before           []FlowBaseline
 }
 
-// New is a rollout's first state: an update begins with a baseline soak, a new DaemonSet
-// with rolling wave 1.
+// New is a rollout's first state: a baseline soak, which measures the servers (and, for an
+// update, the current version in its lane) before any pod changes.
 func New(st Start, now time.Time) (State, error) {
 	s := State{
-		Version: version, ID: st.ID, Kind: st.Kind,
+		Version: version, ID: st.ID, Kind: st.Kind, Phase: Baseline, SoakStarted: now,
 		WavesSpec: st.WavesSpec, Targets: append([]int(nil), st.Targets...), Eligible: st.Eligible,
-		Soak: Duration{st.Soak}, BudgetPercent: st.BudgetPercent, BudgetSeats: st.BudgetSeats, CapacitySeats: st.CapacitySeats,
+		Soak: Duration{st.Soak}, BaselineSoak: Duration{st.BaselineSoak}, Budget: maps.Clone(st.Budget), Limits: maps.Clone(st.Limits),
 		Lane: st.Lane, NodeLabel: st.NodeLabel, OriginalStrategy: st.OriginalStrategy, OriginalHash: st.OriginalHash,
 		Before: append([]FlowBaseline(nil), st.Before...), Updated: now,
-	}
-	if st.Kind == Update {
-		s.Phase, s.SoakStarted = Baseline, now
-	} else {
-		s.Phase, s.Wave, s.WaveStarted, s.SoakStarted = Rolling, 1, now, now
 	}
 	if st.Soak <= 0 {
 		return State{}, fmt.Errorf("soak %v must be positive", st.Soak)
 	}
-	if st.BudgetPercent <= 0 || st.BudgetPercent > 100 {
-		return State{}, fmt.Errorf("budget %v%% must be within (0, 100]", st.BudgetPercent)
+	if st.BaselineSoak < 0 {
+		return State{}, fmt.Errorf("baseline soak %v must not be negative", st.BaselineSoak)
+	}
+	if len(st.Budget) == 0 {
+		return State{}, fmt.Errorf("no budget")
 	}
 	if err := s.validate(); err != nil {
 		return State{}, err
@@ -134,7 +133,9 @@ func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now tim
 	}
 	rec.Wave = s.Wave
 	s.History = append(append([]WaveRecord(nil), s.History...), rec)
-	if s.Wave == len(s.Targets) {
+	if s.Phase == Baseline {
+		s.Phase, s.Wave, s.WaveStarted, s.SoakStarted = Rolling, 1, now, now
+	} else if s.Wave == len(s.Targets) {
 		s.Phase = Finishing
 	} else {
 		s.Phase, s.Wave, s.WaveStarted, s.SoakStarted = Rolling, s.Wave+1, now, now
@@ -201,23 +202,21 @@ func (s State) Abort(reason string, now time.Time) (State, error) {
 	return s, nil
 }
 
-// Points are the recorded waves as regression points for predict.FitCost.
-func (s State) Points() []predict.Point {
-	out := make([]predict.Point, 0, len(s.History))
+// Records are the recorded waves as the checks read them.
+func (s State) Records() []check.Record {
+	out := make([]check.Record, 0, len(s.History))
 	for _, r := range s.History {
-		out = append(out, predict.Point{Old: r.Old, New: r.New,
-			Seats: predict.Estimate{Mean: r.Seats, SE: r.SE, Samples: r.Samples}})
+		out = append(out, check.Record{Old: r.Old, New: r.New, Resources: r.Resources, Utilization: r.Utilization})
 	}
 	return out
 }
 
-// PriorBurstPerAgent is the largest start-up burst per agent any recorded wave saw.
-func (s State) PriorBurstPerAgent() float64 {
-	var b float64
-	for _, r := range s.History {
-		b = max(b, r.BurstPeakPerAgent)
+// BaselineDuration is how long the baseline soaks.
+func (s State) BaselineDuration() time.Duration {
+	if s.BaselineSoak.Duration > 0 {
+		return s.BaselineSoak.Duration
 	}
-	return b
+	return s.Soak.Duration
 }
 
 // FreshSoak reports whether the current soak began with its wave (so it sees the wave's
@@ -234,4 +233,26 @@ func (s State) Batch() int {
 		return last
 	}
 	return 0
+}
+
+// Baselined records what the baseline learned of the servers: the CPU reference each wave's
+// difference is measured against, and the limits recomputed with what the servers already use.
+// The baseline's own decision follows with Decided.
+func (s State) Baselined(ref check.Reference, limits map[check.Resource]check.Limit, now time.Time) (State, error) {
+	if s.Phase != Baseline {
+		return s, fmt.Errorf("a reference is measured by the baseline, but the rollout is in phase %s", s.Phase)
+	}
+	s.Reference, s.Limits, s.Updated = &ref, maps.Clone(limits), now
+	return s, nil
+}
+
+// RestartSoak starts the current soak again from now: the process that was soaking is gone
+// with its samples (a controller's leader changed, a CLI was killed) and nobody resumed it.
+// The wave's agents are running already, so the restarted soak is not fresh.
+func (s State) RestartSoak(now time.Time) (State, error) {
+	if s.Phase != Soaking && s.Phase != Baseline {
+		return s, fmt.Errorf("no soak to restart in phase %s", s.Phase)
+	}
+	s.SoakStarted, s.Updated = now, now
+	return s, nil
 }

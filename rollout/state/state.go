@@ -6,14 +6,16 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 )
 
 // Phase is where a rollout stands.
 type Phase string
 
 const (
-	// Baseline: an update soaks the current version in its lane before any pod changes, to
-	// measure what the old version costs.
+	// Baseline: before any pod changes, the API servers are measured as they are — for an
+	// update with the current version in its lane, to learn what the old version costs.
 	Baseline Phase = "Baseline"
 	// Rolling: wave Wave's nodes are being switched to the new pods.
 	Rolling Phase = "Rolling"
@@ -38,8 +40,9 @@ const (
 	Update Kind = "update"
 )
 
-// version is the schema version of the persisted state.
-const version = 1
+// version is the schema version of the persisted state. Version 1 (seats only) is still read
+// (legacy.go).
+const version = 2
 
 // State is everything a rollout must remember across processes: enough for `status` on any
 // machine and for `resume` after the CLI died at any instant.
@@ -65,12 +68,18 @@ type State struct {
 	WaveStarted time.Time `json:"waveStarted,omitzero"`
 	SoakStarted time.Time `json:"soakStarted,omitzero"`
 
-	Soak          Duration `json:"soak"`
-	BudgetPercent float64  `json:"budgetPercent"`
-	BudgetSeats   float64  `json:"budgetSeats"`
-	// CapacitySeats is the API servers' seats, summed over replicas, when the rollout began:
-	// the line the budget is a share of, for the report. 0 in states written before it existed.
-	CapacitySeats float64 `json:"capacitySeats,omitempty"`
+	Soak Duration `json:"soak"`
+	// BaselineSoak is how long the baseline lasts when it differs from Soak: a new DaemonSet's
+	// baseline only measures the servers before wave 1.
+	BaselineSoak Duration `json:"baselineSoak,omitzero"`
+	// Budget is the share of the API servers' capacity, per resource, the DaemonSet may use at
+	// 100%; Limits what that came to, with the capacity and use they rest on (recomputed with
+	// the baseline's measurement of what the servers already use).
+	Budget check.Budget                     `json:"budget"`
+	Limits map[check.Resource]check.Limit `json:"limits"`
+	// Reference is the servers' CPU, and the lane's, measured by the baseline: what each
+	// wave's CPU difference is measured against. Nil until the baseline decided.
+	Reference *check.Reference `json:"reference,omitempty"`
 
 	// Lane names the rollout's FlowSchema and PriorityLevelConfiguration.
 	Lane Lane `json:"lane"`
@@ -110,24 +119,19 @@ type FlowBaseline struct {
 	WaitP99        Duration `json:"waitP99"`
 }
 
-// WaveRecord is one soaked wave's steady measurement (wave 0 is the baseline).
+// WaveRecord is one soaked wave's measurement (wave 0 is the baseline).
 type WaveRecord struct {
-	Wave              int     `json:"wave"`
-	Old               int     `json:"old"`
-	New               int     `json:"new"`
-	Seats             float64 `json:"seats"`
-	SE                float64 `json:"se"`
-	Samples           int     `json:"samples"`
-	BurstPeakPerAgent float64 `json:"burst,omitempty"`
+	Wave int `json:"wave"`
+	Old  int `json:"old"`
+	New  int `json:"new"`
+	// Resources holds, per resource, the lane's steady demand, its start-up burst per agent and
+	// what the decision predicted for the whole fleet (the regression points of later waves).
+	Resources map[check.Resource]check.Measured `json:"resources,omitempty"`
+	// Utilization is the servers' CPU utilisation in the steady window (0: unknown).
+	Utilization float64 `json:"utilization,omitempty"`
 	// MaxNextWave is how many agents the next wave may start at once with their start-up
-	// burst inside the budget (analyze.Decision.MaxNextWave); 0 when unknown.
+	// burst inside every budget (analyze.Decision.MaxNextWave); 0 when unknown.
 	MaxNextWave int `json:"maxNextWave,omitempty"`
-
-	// What the decision predicted for the whole fleet, in seats (95% interval); all zero when
-	// no cost could be fitted (the baseline, or a halt before a steady sample).
-	Predicted     float64 `json:"predicted,omitempty"`
-	PredictedLow  float64 `json:"predictedLow,omitempty"`
-	PredictedHigh float64 `json:"predictedHigh,omitempty"`
 	// Headline is the decision in words (analyze.Decision.Headline).
 	Headline string `json:"headline,omitempty"`
 	// ReadyAt is when every agent of the wave was Ready (zero if they never were); At is when
@@ -175,11 +179,16 @@ func (s State) validate() error {
 	if s.Wave < 0 || s.Wave > len(s.Targets) {
 		return fmt.Errorf("wave %d is outside 0..%d", s.Wave, len(s.Targets))
 	}
-	if s.Phase == Baseline && (s.Kind != Update || s.Wave != 0) {
-		return fmt.Errorf("a baseline belongs to an update before wave 1 (kind %s, wave %d)", s.Kind, s.Wave)
+	if s.Phase == Baseline && s.Wave != 0 {
+		return fmt.Errorf("a baseline comes before wave 1 (wave %d)", s.Wave)
 	}
 	if (s.Phase == Rolling || s.Phase == Soaking) && s.Wave < 1 {
 		return fmt.Errorf("phase %s needs a wave ≥ 1, have %d", s.Phase, s.Wave)
+	}
+	for r, share := range s.Budget {
+		if share <= 0 || share > 100 {
+			return fmt.Errorf("budget %s %g%% must be within (0, 100%%]", r, share)
+		}
 	}
 	if s.Lane.FlowSchema == "" || s.Lane.PriorityLevel == "" {
 		return fmt.Errorf("lane names are missing")

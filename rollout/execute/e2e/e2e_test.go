@@ -20,6 +20,7 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/plan"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
@@ -131,10 +132,11 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	st := must(t)(state.New(state.Start{
 		ID: "create-1", Kind: state.Create, WavesSpec: "25%,100%",
 		Targets: resolve(t, "25%,100%", eligibleCount(t, ctx, user.Spec.Template.Spec)), Eligible: nodes,
-		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 600}),
 		Lane: execute.LaneNames(ns, name), NodeLabel: execute.NodeLabelKey(ns, name),
 		OriginalStrategy: user.Spec.UpdateStrategy,
 	}, time.Now()))
+	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{}, "", time.Now())) // the servers' baseline, before wave 1
 	if !reflect.DeepEqual(st.Targets, []int{3, 12}) {
 		t.Fatalf("targets %v, want [3 12]", st.Targets)
 	}
@@ -266,7 +268,7 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	newTemplate.Spec.Containers[0].Image = "agent:v2-bad"
 	st := must(t)(state.New(state.Start{
 		ID: "update-1", Kind: state.Update, WavesSpec: "25%,100%", Targets: []int{3, 12}, Eligible: nodes,
-		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 600}),
 		Lane: execute.LaneNames(ns, name), OriginalStrategy: ds.Spec.UpdateStrategy, OriginalHash: originalHash,
 	}, time.Now()))
 	if _, err := execute.EnsureLane(ctx, lab.Client, st.Lane, "daemonset/"+ns+"/"+name, execute.ServiceAccountOf(ds), 600, 60); err != nil {
@@ -352,9 +354,10 @@ func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
 	user := labtest.AgentDaemonSet(ns, name, "agent:v1", "")
 	st := must(t)(state.New(state.Start{
 		ID: "batch-1", Kind: state.Create, WavesSpec: "2,8,100%", Targets: []int{2, 8, 12}, Eligible: nodes,
-		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 600}),
 		Lane: execute.LaneNames(ns, name), NodeLabel: execute.NodeLabelKey(ns, name), OriginalStrategy: user.Spec.UpdateStrategy,
 	}, time.Now()))
+	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{}, "", time.Now())) // the servers' baseline, before wave 1
 	ds, err := execute.StartCreate(ctx, lab.Client, user, st)
 	if err != nil {
 		t.Fatalf("StartCreate: %v", err)
@@ -364,7 +367,7 @@ func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
 	}
 	st = must(t)(st.WaveRolled(2, time.Now()))
 	// Wave 1 measured a start-up burst that allows 3 agents at once.
-	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{New: 2, Seats: 0.1, SE: 0.01, Samples: 9, MaxNextWave: 3}, "", time.Now()))
+	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{New: 2, MaxNextWave: 3}, "", time.Now()))
 	began := time.Now()
 	done, err := execute.RollWave(ctx, lab.Client, ds, st)
 	if err != nil || done != 8 {
