@@ -178,6 +178,9 @@ func (e *Engine) soak(ctx context.Context, ds *appsv1.DaemonSet, st state.State)
 		return Result{State: st}, err
 	}
 	e.logf(ds, "%s", d.Headline)
+	for _, line := range d.Summary() {
+		e.logf(ds, "%s", line)
+	}
 	e.event(ctx, e.Client, ds, d.Verdict == analyze.Halt, "Wave"+strings.ToUpper(string(d.Verdict[:1]))+string(d.Verdict[1:]), d.Headline)
 	if _, err := execute.SaveState(ctx, e.Client, ds, st, next); err != nil {
 		return Result{State: st, Decision: &d}, err

@@ -141,3 +141,29 @@ func headline(w check.Wave, d Decision, lead check.Result, costExplains bool) st
 	}
 	return b.String()
 }
+
+// Summary is the decision's measurement per resource, a line each, for the progress shown after
+// every decided wave: what the wave used, what the fleet would need, and the budget.
+func (d Decision) Summary() []string {
+	var out []string
+	for _, r := range check.Resources {
+		c, ok := d.Resource(r)
+		if !ok {
+			continue
+		}
+		line := fmt.Sprintf("  %-6s measured %s", r, check.Amount(r, c.Measurement.Steady.Mean))
+		if c.Bound {
+			line += " (an upper bound: no request seen in the steady window)"
+		}
+		if p := c.Prediction; p != nil {
+			line += fmt.Sprintf("; %d agents %s", p.Agents, check.Range(r, p.Total.Mean, p.Total.Low(), p.Total.High()))
+		}
+		if c.Limit.Known() {
+			line += "; budget " + c.Limit.String()
+		} else {
+			line += "; not gated: " + c.Blind
+		}
+		out = append(out, line)
+	}
+	return out
+}

@@ -125,6 +125,11 @@ func judge(w Wave, m meter, load Load) Result {
 		res.Blind = blind(limit)
 	}
 
+	if w.Number == 0 && w.Agents.Old == 0 {
+		// A new DaemonSet's baseline measures the servers before any agent runs.
+		res.Phrase = servers(w, m.resource) + against(limit)
+		return res
+	}
 	if w.Number == 0 {
 		// Baseline: the current version alone must already fit.
 		res.Phrase = use + " (the current version)" + against(limit)
@@ -279,4 +284,30 @@ func blind(l Limit) string {
 		return "the API servers' memory limit is not visible (no GOMEMLIMIT): pass --apiserver-memory to gate on memory"
 	}
 	return fmt.Sprintf("the API servers' %s capacity is not visible", l.Resource)
+}
+
+// servers is what the servers used of a resource over the wave, in words: "the API servers use
+// 0.120 cores before any agent runs".
+func servers(w Wave, r Resource) string {
+	var sum, seconds float64
+	for _, iv := range w.Intervals {
+		v, known := iv.ServerCPU, iv.CPUKnown
+		switch r {
+		case Memory:
+			v, known = iv.ServerMemory, iv.MemoryKnown
+		case Seats:
+			v, known = iv.SeatSeconds, true
+		}
+		if known {
+			sum += v * iv.Span.Seconds()
+			seconds += iv.Span.Seconds()
+		}
+	}
+	if seconds == 0 {
+		return "the API servers' " + string(r) + " before any agent runs is not visible"
+	}
+	if r == Seats {
+		return "no agent runs yet"
+	}
+	return fmt.Sprintf("the API servers use %s before any agent runs", Amount(r, sum/seconds))
 }

@@ -54,7 +54,7 @@ func bare(r Resource, v float64) string {
 func number(v float64, digits int) string {
 	a := math.Abs(v)
 	switch {
-	case a == 0:
+	case a < 0.00005:
 		return "0"
 	case a >= 9.95:
 		return fmt.Sprintf("%.0f", v)

@@ -128,7 +128,9 @@ func TestApplyThenUpdateThroughTheCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	for _, want := range []string{"(create): 12 eligible nodes, waves [3 12]; lane bulkhead-rollout-cli.agent holds 60 of 598 seats per API server (1 replicas)", "wave 1: 3 agents use", "— proceeding", "cli/agent: Complete"} {
+	for _, want := range []string{"(create): 12 eligible nodes, waves [3 12]; lane bulkhead-rollout-cli.agent holds 60 of 598 seats per API server (1 replicas)",
+		"budget: cpu: 0.500 cores (25% of the API servers' 2.0 cores, from GOMAXPROCS)", "baseline: the API servers use", "wave 1: 3 agents", "— proceeding",
+		"  cpu    measured", "  seats  measured", "cli/agent: Complete"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("apply output lacks %q", want)
 		}

@@ -43,11 +43,21 @@ func setup(t *testing.T, ctx context.Context, ns, sa string) {
 // engine, a meter scraping the real API server, bulkhead's default budget — to its end.
 func rollout(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, waves string) (state.State, []analyze.Decision) {
 	t.Helper()
-	scraper, err := controlplane.NewScraper(lab.Config, controlplane.Options{})
+	return rolloutWith(t, ctx, ds, bulkhead.Options{Waves: waves, Soak: 12 * time.Second}, nil)
+}
+
+// rolloutWith is rollout with options, and the metrics it scrapes passed through strip.
+func rolloutWith(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, opts bulkhead.Options, strip func(controlplane.Snapshot) controlplane.Snapshot) (state.State, []analyze.Decision) {
+	t.Helper()
+	real, err := controlplane.NewScraper(lab.Config, controlplane.Options{})
 	if err != nil {
 		t.Fatalf("NewScraper: %v", err)
 	}
-	scraper.WaitForDiscovery(ctx, 10*time.Second)
+	real.WaitForDiscovery(ctx, 10*time.Second)
+	var scraper soak.Scraper = real
+	if strip != nil {
+		scraper = stripped{real, strip}
+	}
 	var decisions []analyze.Decision
 	engine := &bulkhead.Engine{
 		Client: lab.Client,
@@ -64,7 +74,7 @@ func rollout(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, waves stri
 	defer stop()
 	go engine.Meter.Run(meterCtx)
 	defer engine.Close()
-	final, err := bulkhead.Apply(ctx, engine, ds, bulkhead.Options{Waves: waves, Soak: 12 * time.Second})
+	final, err := bulkhead.Apply(ctx, engine, ds, opts)
 	if err != nil {
 		t.Fatalf("rollout: %v", err)
 	}
@@ -125,4 +135,65 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneAndRolledBack(t *testing.T) {
 	if _, err := lab.Client.FlowcontrolV1().FlowSchemas().Get(ctx, execute.LaneNames(ns, name).FlowSchema, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the lane outlived the rollback: %v", err)
 	}
+}
+
+// stripped is the API server's real /metrics less what a managed control plane may hide.
+type stripped struct {
+	scraper soak.Scraper
+	strip   func(controlplane.Snapshot) controlplane.Snapshot
+}
+
+func (s stripped) Scrape(ctx context.Context) controlplane.Snapshot { return s.strip(s.scraper.Scrape(ctx)) }
+
+// withoutCPU removes the process's CPU counter and GOMAXPROCS from every replica's metrics.
+func withoutCPU(snap controlplane.Snapshot) controlplane.Snapshot {
+	for _, r := range snap.Replicas {
+		delete(r.Families, "process_cpu_seconds_total")
+		delete(r.Families, "go_sched_gomaxprocs_threads")
+	}
+	return snap
+}
+
+// A control plane whose metrics hide its CPU: the rollout says which resource it cannot see and
+// gates on the others; told the CPU capacity, it gates on CPU from the lane's execution time.
+func TestASourceWithoutCPUMetricsSaysWhatItCannotSeeAndUsesTheFlags(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	const ns = "hidden"
+	setup(t, ctx, ns, "telemetry")
+	seed := func(name string) *appsv1.DaemonSet {
+		setup(t, ctx, ns, name)
+		return labtest.AgentDaemonSet(ns, name, "agent:v1", "- list: pods\n  every: 100ms\n")
+	}
+	_, decisions := rolloutWith(t, ctx, seed("blind"), bulkhead.Options{Waves: "25%,100%", Soak: 12 * time.Second}, withoutCPU)
+	if len(decisions) == 0 {
+		t.Fatal("no decision")
+	}
+	for _, d := range decisions {
+		cpu, _ := d.Resource(check.CPU)
+		seats, _ := d.Resource(check.Seats)
+		if cpu.Limit.Known() || !strings.Contains(cpu.Blind, "CPU capacity is not visible") || !containsSome(d.Notes, "pass --apiserver-cpus") {
+			t.Fatalf("a hidden CPU must be said, not gated as if infinite: CPU %+v, notes %q", cpu, d.Notes)
+		}
+		if !seats.Limit.Known() {
+			t.Fatalf("the seats, which the metrics show, must still gate: %+v", seats.Limit)
+		}
+	}
+	final, told := rolloutWith(t, ctx, seed("told"), bulkhead.Options{Waves: "25%,100%", Soak: 12 * time.Second, APIServerCPUs: 2}, withoutCPU)
+	halt := told[len(told)-1]
+	cpu, _ := halt.Resource(check.CPU)
+	if final.Phase != state.RolledBack || halt.Verdict != analyze.Halt || len(cpu.Halts) == 0 || cpu.Limit.From != "--apiserver-cpus" {
+		t.Fatalf("told 2 cores, the seed's agent must be halted on CPU from its execution time: %s, %q, CPU %+v", final.Phase, halt.Reasons, cpu.Limit)
+	}
+	t.Logf("blind: %s", decisions[len(decisions)-1].Headline)
+	t.Logf("told: %s", halt.Headline)
+}
+
+func containsSome(lines []string, want string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, want) {
+			return true
+		}
+	}
+	return false
 }
