@@ -140,7 +140,8 @@ func startIn(bin, dir string, opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab log: %w", err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary that is killed (a timeout, ^C) takes its lab with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		logFile.Close()
