@@ -80,6 +80,9 @@ func (e *Engine) Step(ctx context.Context, namespace, name string) (Result, erro
 	case state.Soak:
 		return e.soak(ctx, ds, st)
 	}
+	if action == state.RollWave {
+		return e.rollWave(ctx, ds, st)
+	}
 	client := e.Client
 	if action == state.Rollback && e.Rollback != nil {
 		// A rollback must get through when the API servers struggle: its requests, and the
@@ -102,14 +105,6 @@ func (e *Engine) Step(ctx context.Context, namespace, name string) (Result, erro
 
 func (e *Engine) act(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State, action state.Action) (state.State, error) {
 	switch action {
-	case state.RollWave:
-		done, err := execute.RollWave(ctx, client, ds, st)
-		if err != nil {
-			return st, err
-		}
-		e.logf(ds, "wave %d: %d of %d nodes switched", st.Wave, done, st.Eligible)
-		e.event(ctx, client, ds, false, "WaveStarted", fmt.Sprintf("wave %d: %d of %d nodes switched", st.Wave, done, st.Eligible))
-		return st.WaveRolled(done, time.Now())
 	case state.Finish:
 		if err := execute.Finish(ctx, client, ds, st); err != nil {
 			return st, err
@@ -126,6 +121,35 @@ func (e *Engine) act(ctx context.Context, client kubernetes.Interface, ds *appsv
 		return st.RolledBackAt(time.Now())
 	}
 	return st, fmt.Errorf("no step for action %q", action)
+}
+
+// rollWave switches the next batch of the current wave's nodes once the last batch's agents are
+// Ready and settled, and moves the rollout to its soak when the wave's target is reached.
+// Progress lives in the cluster (node labels, pod revisions), so only that transition is saved.
+func (e *Engine) rollWave(ctx context.Context, ds *appsv1.DaemonSet, st state.State) (Result, error) {
+	p, err := execute.RollWave(ctx, e.Client, ds, st)
+	if err != nil {
+		return Result{State: st}, fmt.Errorf("rollout %s of %s/%s, %s: %w", st.ID, ds.Namespace, ds.Name, state.RollWave, err)
+	}
+	if len(p.Switched) > 0 {
+		msg := fmt.Sprintf("wave %d: %d of %d nodes switched", st.Wave, p.Done, st.Eligible)
+		if !p.Complete {
+			msg += fmt.Sprintf(" (a batch of %d; the next once their agents are Ready and settled)", len(p.Switched))
+		}
+		e.logf(ds, "%s", msg)
+		e.event(ctx, e.Client, ds, false, "WaveStarted", msg)
+	}
+	if !p.Complete {
+		return Result{State: st, RequeueAfter: p.Wait}, nil
+	}
+	next, err := st.WaveRolled(p.Done, time.Now())
+	if err != nil {
+		return Result{State: st}, err
+	}
+	if _, err := execute.SaveState(ctx, e.Client, ds, st, next); err != nil {
+		return Result{State: st}, err
+	}
+	return Result{State: next}, nil
 }
 
 // soak judges the current soak with what the meter measured since it began. A hold comes back

@@ -161,12 +161,12 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	}
 
 	// Wave 1: three nodes, one per zone, and no pod anywhere else.
-	done, err := execute.RollWave(ctx, lab.Client, ds, st)
-	if err != nil || done != 3 {
-		t.Fatalf("RollWave: %d done, %v", done, err)
+	done := roll(t, ctx, ds, st)
+	if done != 3 {
+		t.Fatalf("RollWave: %d done", done)
 	}
-	if again, err := execute.RollWave(ctx, lab.Client, ds, st); err != nil || again != 3 {
-		t.Fatalf("RollWave again must switch nothing more: %d, %v", again, err)
+	if again, err := execute.RollWave(ctx, lab.Client, ds, st); err != nil || again.Done != 3 || !again.Complete || len(again.Switched) != 0 {
+		t.Fatalf("RollWave again must switch nothing more: %+v, %v", again, err)
 	}
 	waitAgents(t, ctx, ds, 3)
 	time.Sleep(2 * time.Second) // give the controller a chance to overreach
@@ -198,8 +198,8 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	if _, err := execute.SaveState(ctx, lab.Client, ds, prev, st); err == nil || !strings.Contains(err.Error(), "the rollout state changed under us") {
 		t.Fatalf("a second save from the same stale state must fail: %v", err)
 	}
-	if done, err = execute.RollWave(ctx, lab.Client, ds, st); err != nil || done != nodes {
-		t.Fatalf("RollWave 2: %d done, %v", done, err)
+	if done = roll(t, ctx, ds, st); done != nodes {
+		t.Fatalf("RollWave 2: %d done", done)
 	}
 	waitAgents(t, ctx, ds, nodes)
 	before := podsByNode(t, ctx, ds)
@@ -283,9 +283,9 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	}
 
 	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{Old: nodes}, "", time.Now())) // baseline
-	done, err := execute.RollWave(ctx, lab.Client, ds, st)
-	if err != nil || done != 3 {
-		t.Fatalf("RollWave: %d done, %v", done, err)
+	done := roll(t, ctx, ds, st)
+	if done != 3 {
+		t.Fatalf("RollWave: %d done", done)
 	}
 	var counts execute.AgentCounts
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -362,24 +362,88 @@ func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
 	if err != nil {
 		t.Fatalf("StartCreate: %v", err)
 	}
-	if _, err := execute.RollWave(ctx, lab.Client, ds, st); err != nil {
-		t.Fatalf("RollWave 1: %v", err)
+	if done := roll(t, ctx, ds, st); done != 2 {
+		t.Fatalf("RollWave 1: %d done", done)
 	}
 	st = must(t)(st.WaveRolled(2, time.Now()))
 	// Wave 1 measured a start-up burst that allows 3 agents at once.
 	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{New: 2, MaxNextWave: 3}, "", time.Now()))
-	began := time.Now()
-	done, err := execute.RollWave(ctx, lab.Client, ds, st)
-	if err != nil || done != 8 {
-		t.Fatalf("RollWave 2: %d, %v", done, err)
+	// Wave 2 takes 6 nodes: a batch of 3, then — only once those agents are Ready and have
+	// settled — the other 3, which the soak watches.
+	var batches [][]string
+	var secondAt time.Time
+	for {
+		p, err := execute.RollWave(ctx, lab.Client, ds, st)
+		if err != nil {
+			t.Fatalf("RollWave 2: %v", err)
+		}
+		if len(p.Switched) > 0 {
+			batches = append(batches, p.Switched)
+			secondAt = time.Now()
+		}
+		if p.Complete {
+			if p.Done != 8 {
+				t.Fatalf("wave 2 complete with %d nodes, want 8", p.Done)
+			}
+			break
+		}
+		time.Sleep(p.Wait)
 	}
-	// Two batches of 3: the first must be Ready and settled (15 s) before the second starts;
-	// the soak watches the second.
-	if took := time.Since(began); took < 15*time.Second {
-		t.Fatalf("6 nodes in batches of 3 took %v; want a 15 s settle pause between the batches", took)
+	if len(batches) != 2 || len(batches[0]) != 3 || len(batches[1]) != 3 {
+		t.Fatalf("wave 2 switched %v, want two batches of 3", batches)
+	}
+	// When the second batch started, every agent of the first had been Ready for the settle.
+	on := podsOn(t, ctx, ds)
+	for _, node := range batches[0] {
+		readyAt, ok := readySince(on[node])
+		if !ok || secondAt.Sub(readyAt) < 15*time.Second {
+			t.Fatalf("the second batch began %v after the first batch's agent on %s was Ready (ready: %v); want the 15 s settle first", secondAt.Sub(readyAt), node, ok)
+		}
 	}
 	waitAgents(t, ctx, ds, 8)
 	if err := execute.Rollback(ctx, lab.Client, ds, st); err != nil {
 		t.Fatalf("Rollback: %v", err)
 	}
+}
+
+// roll steps the current wave until its nodes are switched, waiting as RollWave asks, and
+// returns how many nodes run the new pods.
+func roll(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, st state.State) int {
+	t.Helper()
+	for {
+		p, err := execute.RollWave(ctx, lab.Client, ds, st)
+		if err != nil {
+			t.Fatalf("RollWave: %v", err)
+		}
+		if p.Complete {
+			return p.Done
+		}
+		time.Sleep(p.Wait)
+	}
+}
+
+// podsOn is the DaemonSet's pods by node.
+func podsOn(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet) map[string]*corev1.Pod {
+	t.Helper()
+	pods, err := execute.Pods(ctx, lab.Client, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*corev1.Pod{}
+	for i := range pods {
+		out[pods[i].Spec.NodeName] = &pods[i]
+	}
+	return out
+}
+
+func readySince(p *corev1.Pod) (time.Time, bool) {
+	if p == nil {
+		return time.Time{}, false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return c.LastTransitionTime.Time, true
+		}
+	}
+	return time.Time{}, false
 }
