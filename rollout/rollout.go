@@ -309,4 +309,3 @@ func equalSelectors(a, b *metav1.LabelSelector) bool {
 	sb, errB := metav1.LabelSelectorAsSelector(b)
 	return errA == nil && errB == nil && sa.String() == sb.String()
 }
-

@@ -40,12 +40,12 @@ the DaemonSet out in node waves, measures each wave's cost to the API servers, p
 --budget, an SLO breaks, other flows suffer, or agents do not become Ready. See rollout/README.md.`,
 	}
 	apply := &cobra.Command{
-		Use:     "apply -f daemonset.yaml",
-		Short:   "Start a guarded rollout of a new or changed DaemonSet and follow it to its end",
+		Use:   "apply -f daemonset.yaml",
+		Short: "Start a guarded rollout of a new or changed DaemonSet and follow it to its end",
 		Example: `  bulkhead rollout apply -f agent-ds.yaml --report rollout.html
   bulkhead rollout apply -f agent-ds.yaml --waves 1%,5%,25%,100% --soak 60s --budget cpu=20%,memory=25%,seats=10%
   bulkhead rollout apply -f agent-ds.yaml --apiserver-cpus 4 --apiserver-memory 8Gi   # a managed control plane that hides them`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return fmt.Errorf("-f: the DaemonSet manifest is required")

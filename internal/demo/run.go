@@ -55,14 +55,14 @@ type Options struct {
 // on every node breaks the apiserver, small enough to start in well under a minute.
 func DefaultOptions() Options {
 	return Options{
-		Dir:          ".lab/demo",
-		Nodes:        200,
-		PodsPerNode:  20,
-		Services:     50,
-		AgentEvery:   10 * time.Second,
-		Duration:     3 * time.Minute,
-		RestartDNSAt: 90 * time.Second,
-		Waves:        "1%,5%,25%,100%",
+		Dir:                  ".lab/demo",
+		Nodes:                200,
+		PodsPerNode:          20,
+		Services:             50,
+		AgentEvery:           10 * time.Second,
+		Duration:             3 * time.Minute,
+		RestartDNSAt:         90 * time.Second,
+		Waves:                "1%,5%,25%,100%",
 		Soak:                 "30s",
 		Interval:             2 * time.Second,
 		APIServerMemoryLimit: "768Mi",

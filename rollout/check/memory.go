@@ -45,4 +45,3 @@ func memoryMeasured(w Wave) []string {
 	return []string{fmt.Sprintf("memory: the API servers hold %s, above %.0f%% of their %s",
 		Amount(Memory, peak), 100*Ceilings[Memory], capacity(Memory, l.Capacity))}
 }
-

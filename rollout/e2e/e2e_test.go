@@ -22,8 +22,8 @@ import (
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 	"github.com/bulkhead-dev/bulkhead/rollout"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
-	"github.com/bulkhead-dev/bulkhead/rollout/soak"
 	"github.com/bulkhead-dev/bulkhead/rollout/report"
+	"github.com/bulkhead-dev/bulkhead/rollout/soak"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 

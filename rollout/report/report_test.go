@@ -232,7 +232,9 @@ func complete(t *testing.T) state.State {
 	baseline := record(12, 0, check.CPU, 0.012, 0.001, 0, 0, 0)
 	baseline.Headline = "baseline: 12 agents use 0.0120 cores … — proceeding"
 	steps := []func(state.State) (state.State, error){
-		func(s state.State) (state.State, error) { return s.Decided("proceed", baseline, "", t0.Add(10*time.Second)) },
+		func(s state.State) (state.State, error) {
+			return s.Decided("proceed", baseline, "", t0.Add(10*time.Second))
+		},
 		func(s state.State) (state.State, error) { return s.WaveRolled(3, t0.Add(12*time.Second)) },
 		func(s state.State) (state.State, error) {
 			return s.Decided("proceed", record(9, 3, check.CPU, 0.013, 0.001, 0.02, 0.01, 0.03), "", t0.Add(30*time.Second))

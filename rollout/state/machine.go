@@ -57,16 +57,16 @@ func (s State) NextAction() Action {
 
 // Start is what a new rollout knows when it begins.
 type Start struct {
-	ID           string
-	Kind         Kind
-	WavesSpec    string
-	Targets      []int
-	Eligible     int
-	Soak         time.Duration
-	BaselineSoak time.Duration
-	Budget       check.Budget
-	Limits       map[check.Resource]check.Limit
-	Lane         Lane
+	ID               string
+	Kind             Kind
+	WavesSpec        string
+	Targets          []int
+	Eligible         int
+	Soak             time.Duration
+	BaselineSoak     time.Duration
+	Budget           check.Budget
+	Limits           map[check.Resource]check.Limit
+	Lane             Lane
 	NodeLabel        string
 	OriginalStrategy appsv1.DaemonSetUpdateStrategy
 	OriginalHash     string

@@ -75,7 +75,7 @@ type State struct {
 	// Budget is the share of the API servers' capacity, per resource, the DaemonSet may use at
 	// 100%; Limits what that came to, with the capacity and use they rest on (recomputed with
 	// the baseline's measurement of what the servers already use).
-	Budget check.Budget                     `json:"budget"`
+	Budget check.Budget                   `json:"budget"`
 	Limits map[check.Resource]check.Limit `json:"limits"`
 	// Reference is the servers' CPU, and the lane's, measured by the baseline: what each
 	// wave's CPU difference is measured against. Nil until the baseline decided.

@@ -28,7 +28,7 @@ func start(kind Kind) Start {
 	st := Start{
 		ID: "r-1", Kind: kind, WavesSpec: "1%,5%,100%", Targets: []int{2, 10, 200}, Eligible: 200,
 		Soak: time.Minute, Budget: check.Budget{check.CPU: 25, check.Memory: 25, check.Seats: 10},
-		Limits: map[check.Resource]check.Limit{check.Seats: {Resource: check.Seats, Share: 10, Capacity: 600, Value: 60, From: "APF"}},
+		Limits:           map[check.Resource]check.Limit{check.Seats: {Resource: check.Seats, Share: 10, Capacity: 600, Value: 60, From: "APF"}},
 		Lane:             Lane{FlowSchema: "bulkhead-obs.agent", PriorityLevel: "bulkhead-obs.agent"},
 		OriginalStrategy: userStrategy(),
 	}

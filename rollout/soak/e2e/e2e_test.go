@@ -143,7 +143,9 @@ type stripped struct {
 	strip   func(controlplane.Snapshot) controlplane.Snapshot
 }
 
-func (s stripped) Scrape(ctx context.Context) controlplane.Snapshot { return s.strip(s.scraper.Scrape(ctx)) }
+func (s stripped) Scrape(ctx context.Context) controlplane.Snapshot {
+	return s.strip(s.scraper.Scrape(ctx))
+}
 
 // withoutCPU removes the process's CPU counter and GOMAXPROCS from every replica's metrics.
 func withoutCPU(snap controlplane.Snapshot) controlplane.Snapshot {
