@@ -129,7 +129,7 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	}()
 	say("CoreDNS v1.15.0 and bulkhead dns answer the lab's Service names; the probes start")
 
-	api, err := newAPIProbe(lab.Config, probeNamespace, "probe", "probe-target")
+	api, err := labtest.NewAPIProbe(lab.Config, probeNamespace, "probe", "probe-target")
 	if err != nil {
 		return run, err
 	}
@@ -143,7 +143,7 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	var events eventLog
 	rec := &recorder{interval: opts.Interval, start: time.Now(), api: api, dns: probes, scraper: scraper, client: lab.Client, lab: lab, events: &events, samples: make(chan Sample, 1)}
 	rec.agent.namespace, rec.agent.name = agentNamespace, agentName
-	go api.run(runCtx, 10)
+	go api.Run(runCtx, 10)
 	for _, p := range probes {
 		go p.run(runCtx, 20)
 	}
