@@ -205,6 +205,9 @@ func (e *Engine) soak(ctx context.Context, ds *appsv1.DaemonSet, st state.State)
 	for _, line := range d.Summary() {
 		e.logf(ds, "%s", line)
 	}
+	for _, note := range d.Notes {
+		e.logf(ds, "  note: %s", note)
+	}
 	e.event(ctx, e.Client, ds, d.Verdict == analyze.Halt, "Wave"+strings.ToUpper(string(d.Verdict[:1]))+string(d.Verdict[1:]), d.Headline)
 	if _, err := execute.SaveState(ctx, e.Client, ds, st, next); err != nil {
 		return Result{State: st, Decision: &d}, err

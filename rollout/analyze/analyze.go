@@ -62,6 +62,7 @@ func Analyze(o Observations) Decision {
 		return d
 	}
 	g := o.Guards.WithDefaults()
+	d.Notes = append(d.Notes, o.Notes...)
 	resources := check.JudgeResources(w)
 	d.Checks = append(resources, check.SLOs(o.SLIs, g), check.Collateral(o.Others, g), check.Readiness(w))
 

@@ -18,4 +18,6 @@ type Observations struct {
 	Others []check.Flow
 	// Guards tune the halts that need no prediction; zero fields take check.DefaultGuards.
 	Guards check.Guards
+	// Notes are what the soak has to say about its own measurement (replicas it could not read).
+	Notes []string
 }

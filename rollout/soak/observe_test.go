@@ -3,6 +3,7 @@ package soak
 import (
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,5 +145,34 @@ func TestTheBaselineLeavesTheCPUReferenceAndWhatTheServersUse(t *testing.T) {
 	}
 	if mem := got[check.Memory]; mem.Used != 800<<20 || math.Abs(mem.Value-(0.8*(1<<30)-800<<20)) > 1 {
 		t.Fatalf("memory limit %+v: 800 MiB already used, so the headroom below 80%% of 1 GiB, not 25%%, is the limit", mem)
+	}
+}
+
+// A replica that cannot be read leaves its intervals out, and the soak says so: counting it as
+// idle would understate the load, deciding without it could miss the replica the agents load.
+func TestIntervalsWithAnUnreachableReplicaAreLeftOutAndSaid(t *testing.T) {
+	m := &Meter{}
+	lane := state.Lane{FlowSchema: "l", PriorityLevel: "l"}
+	st := state.State{ID: "r", Wave: 1, SoakStarted: start, Lane: lane}
+	tr := NewTracker(st, m)
+	at := func(sec int, reachable bool) controlplane.Reading {
+		r := reading(sec, controlplane.FlowLoad{FlowSchema: "l", PriorityLevel: "l", DispatchedPerSecond: 1})
+		r.Replicas = []controlplane.ReplicaStatus{{Replica: "10.0.0.1:6443", State: controlplane.ReplicaOK}, {Replica: "10.0.0.2:6443", State: controlplane.ReplicaOK}}
+		if !reachable {
+			r.Replicas[1] = controlplane.ReplicaStatus{Replica: "10.0.0.2:6443", State: controlplane.ReplicaUnreachable, Error: "connection refused"}
+		}
+		return r
+	}
+	for i, reachable := range []bool{true, false, false, true} {
+		r := at(5*(i+1), reachable)
+		m.publish(controlplane.Snapshot{}, &r, time.Hour)
+	}
+	tr.Observe(m, lane)
+	if n := len(tr.Intervals()); n != 2 {
+		t.Fatalf("%d intervals kept, want the 2 every replica answered", n)
+	}
+	o := tr.Observations(st, check.Agents{}, controlplane.Snapshot{}, controlplane.Reading{}, start.Add(20*time.Second))
+	if len(o.Notes) != 1 || !strings.Contains(o.Notes[0], "API server 10.0.0.2:6443 could not be read in 2 scrape intervals: they are left out, not counted as idle") {
+		t.Fatalf("notes %q", o.Notes)
 	}
 }

@@ -2,6 +2,8 @@ package soak
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/bulkhead-dev/bulkhead/controlplane"
@@ -22,6 +24,8 @@ type Tracker struct {
 	prev      *controlplane.Reading
 	intervals []check.Interval
 	readyAt   time.Duration
+	// skipped counts the intervals left out because a replica could not be read, by replica.
+	skipped map[string]int
 }
 
 // SoakKey names one soak of one rollout: its id, its wave and when the soak began.
@@ -39,11 +43,25 @@ func NewTracker(st state.State, m *Meter) *Tracker {
 func (t *Tracker) Key() string { return t.key }
 
 // Observe takes the meter's readings since the last call. An interval in which a replica could
-// not be read is skipped: its load would count the missing replica as idle.
+// not be read is skipped, and said: its load would count the missing replica as idle, and a
+// decision on the replicas that answered could miss the one the agents load most. The soak
+// holds on what it has until every replica answers again; a replica that is gone (no longer in
+// the kubernetes EndpointSlice) is not missing.
 func (t *Tracker) Observe(m *Meter, lane state.Lane) {
 	for _, r := range m.Since(t.seen) {
 		t.seen = r.Window.To
-		if r.Window.Seconds <= 0 || !r.Reachable() {
+		if !r.Reachable() {
+			for _, rep := range r.Replicas {
+				if rep.State == controlplane.ReplicaUnreachable {
+					if t.skipped == nil {
+						t.skipped = map[string]int{}
+					}
+					t.skipped[rep.Replica]++
+				}
+			}
+			continue
+		}
+		if r.Window.Seconds <= 0 {
 			continue
 		}
 		t.intervals = append(t.intervals, IntervalOf(t.prev, r, lane, t.start))
@@ -73,7 +91,11 @@ func (t *Tracker) Observations(st state.State, agents check.Agents, latest contr
 	if st.Reference != nil {
 		w.Reference = *st.Reference
 	}
-	return analyze.Observations{Wave: w, SLIs: SLIs(window), Others: OtherFlows(window, before, st.Lane)}
+	o := analyze.Observations{Wave: w, SLIs: SLIs(window), Others: OtherFlows(window, before, st.Lane)}
+	for _, replica := range slices.Sorted(maps.Keys(t.skipped)) {
+		o.Notes = append(o.Notes, fmt.Sprintf("API server %s could not be read in %d scrape intervals: they are left out, not counted as idle", replica, t.skipped[replica]))
+	}
+	return o
 }
 
 // ReadyAt is when every agent of the soak was first seen Ready, or the zero time.
