@@ -10,7 +10,8 @@ import (
 )
 
 // use is what a lane and the servers do in one scrape interval: the agents' CPU (cores, which
-// their execution time also shows, at check.Kappa), their seats and their requests per second.
+// their execution time and requests also show, as check's constants price them), their seats
+// and their requests per second.
 type use struct {
 	cpu, seats, requests float64
 }
@@ -28,7 +29,7 @@ func intervals(until time.Duration, burst, steady use) []check.Interval {
 			u = burst
 		}
 		out = append(out, check.Interval{End: end, Span: 5 * time.Second, Dispatched: u.requests,
-			Executing: u.cpu / check.Kappa, SeatSeconds: u.seats,
+			Executing: max(0, u.cpu-check.PerRequestCPU*u.requests) / check.Kappa, SeatSeconds: u.seats,
 			ServerCPU: baseCPU + u.cpu, CPUKnown: true, ServerMemory: 700 << 20, MemoryKnown: true})
 	}
 	return out
@@ -71,12 +72,12 @@ func TestAnalyze(t *testing.T) {
 		{
 			name: "a well-behaved agent proceeds",
 			obs:  wave1(0.0005), want: Proceed,
-			wantHeading: "wave 1: 2 agents use 0.0010 cores; 200 agents would need 0.100 cores (95%: 0.0902–0.110) of the API servers' 2.0 cores — budget 0.500 cores (25%) — proceeding",
+			wantHeading: "wave 1: 2 agents use 0.0010 cores; 200 agents would need 0.100 cores (95%: 0.0955–0.105) of the API servers' 2.0 cores — budget 0.500 cores (25%) — proceeding",
 		},
 		{
 			name: "the seed's agent halts on CPU, with the numbers in words",
 			obs:  wave1(0.025), want: Halt, wantReason: "cpu: 200 agents would need 5.00 cores",
-			wantHeading: "wave 1: 2 agents use 0.0500 cores; 200 agents would need 5.00 cores (95%: 3.99–6.01) of the API servers' 2.0 cores — budget 0.500 cores (25%) — halting",
+			wantHeading: "wave 1: 2 agents use 0.0500 cores; 200 agents would need 5.00 cores (95%: 4.07–5.93) of the API servers' 2.0 cores — budget 0.500 cores (25%) — halting",
 		},
 		{
 			name: "the seed's agent halts before the soak ends once the interval's low end is over budget",

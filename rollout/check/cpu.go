@@ -2,18 +2,31 @@ package check
 
 import (
 	"math"
+	"time"
 
 	"github.com/bulkhead-dev/bulkhead/rollout/predict"
 )
 
-// Kappa is the CPU a request burns per second it executes, KappaSE its uncertainty: the prior of
-// the estimate from execution time (doc.go). Measured in the lab on a quiet server, per request
-// kind: LISTs of 4,000 pods served from the watch cache 0.8–1.2 (serialising and compressing
-// keep a core busy, garbage collection adds to it), a per-node LIST with a field selector 0.4
-// (a consistent read waits for etcd's revision, then filters an index).
+// The estimate of the lane's CPU from what APF measures of its requests, per second:
+//
+//	CPU ≈ Kappa × execution-seconds + PerRequestCPU × requests dispatched
+//
+// Kappa is the CPU a request burns per second it executes: one goroutine serialising (and
+// compressing) a response keeps about one core busy. PerRequestCPU is what every request costs
+// outside APF's execution window — TLS, HTTP/2 framing, authentication and authorisation
+// (impersonation included), which run before APF dispatches it. Measured in the lab
+// (rollout/README.md, BenchmarkCostPerAgent): LISTs of 4,000 pods served from the watch cache
+// 0.24 CPU-s each for 0.22 s of execution; per-node LISTs from the cache (resourceVersion 0) 4.8
+// ms of CPU for 2.3 ms of execution; the gap is the per-request 2.5 ms. Requests that wait
+// while they execute — a consistent read waits for etcd's revision, 20 ms for 5 ms of CPU — are
+// overstated: the estimate errs towards halting, and the CPU difference corrects it once a wave
+// is large enough to show. KappaSE and PerRequestCPUSE are the relative uncertainties that
+// weigh the estimate against the difference.
 const (
-	Kappa   = 0.8
-	KappaSE = 0.4
+	Kappa           = 1.0
+	KappaSE         = 0.3
+	PerRequestCPU   = 0.0025
+	PerRequestCPUSE = 0.4
 )
 
 // cpuResolution is the smallest CPU difference the servers' counter tells apart in one scrape
@@ -38,7 +51,7 @@ func measureCPU(w Wave) predict.Measurement {
 	var byExecution, byDifference []predict.Sample
 	ref := w.Reference
 	for _, iv := range w.Intervals {
-		byExecution = append(byExecution, iv.sample(Kappa*iv.Executing))
+		byExecution = append(byExecution, iv.sample(executionCPU(iv)))
 		if iv.CPUKnown && ref.ServerCPU.Samples > 0 {
 			byDifference = append(byDifference, iv.sample(iv.ServerCPU-ref.ServerCPU.Mean+ref.LaneCPU.Mean))
 		}
@@ -52,8 +65,30 @@ func measureCPU(w Wave) predict.Measurement {
 		return m
 	}
 	d.SE = math.Sqrt(d.SE*d.SE + ref.ServerCPU.SE*ref.ServerCPU.SE + ref.LaneCPU.SE*ref.LaneCPU.SE)
-	m.Steady = combine(m.Steady, math.Hypot(m.Steady.SE, KappaSE/Kappa*m.Steady.Mean), d, d.SE)
+	m.Steady = combine(m.Steady, math.Hypot(m.Steady.SE, modelSE(w.Intervals, steadyFrom, m.Steady.Mean)), d, d.SE)
 	return m
+}
+
+// executionCPU is an interval's CPU estimated from the lane's execution time and requests.
+func executionCPU(iv Interval) float64 {
+	return Kappa*iv.Executing + PerRequestCPU*iv.Dispatched
+}
+
+// modelSE is the uncertainty of the estimate from execution time that comes from its constants,
+// for a steady estimate of mean: each part's share of it times its constant's uncertainty.
+func modelSE(intervals []Interval, steadyFrom time.Duration, mean float64) float64 {
+	var executing, requests float64
+	for _, iv := range intervals {
+		if iv.End-iv.Span >= steadyFrom {
+			executing += Kappa * iv.Executing * iv.Span.Seconds()
+			requests += PerRequestCPU * iv.Dispatched * iv.Span.Seconds()
+		}
+	}
+	if executing+requests == 0 {
+		return 0
+	}
+	share := executing / (executing + requests)
+	return mean * math.Hypot(share*KappaSE, (1-share)*PerRequestCPUSE)
 }
 
 // combine is the mean of two estimates of one quantity weighted by 1/weightSE²; its error is
@@ -72,5 +107,5 @@ func combine(a predict.Estimate, weightSEa float64, b predict.Estimate, weightSE
 
 // cpuPerRequest is the CPU-seconds of one of the lane's requests at start-up.
 func cpuPerRequest(burst []Interval) float64 {
-	return predict.PerRequest(samplesOf(burst, func(iv Interval) float64 { return Kappa * iv.Executing }))
+	return predict.PerRequest(samplesOf(burst, executionCPU))
 }

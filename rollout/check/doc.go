@@ -21,18 +21,23 @@
 //
 // CPU (cores). Two estimates of the lane's CPU per wave, combined by their precision:
 //
-//	from execution time  κ × the lane's execution-seconds per second. A request executes on
-//	                     one goroutine; while it runs it keeps about one core busy, plus its
-//	                     share of garbage collection. κ = 1 ± 25%: measured in the lab at 0.8–1.2
-//	                     on a quiet server for LISTs served from the watch cache (CPU-bound).
-//	                     Precise at any wave size (APF's counters are exact), but only as good
-//	                     as κ: it overstates requests that wait on etcd, and on a busy server,
+//	from APF's counters  Kappa × the lane's execution-seconds per second + PerRequestCPU × its
+//	                     requests per second: a request keeps about one core busy while it
+//	                     executes, and costs about 2.5 ms outside APF's window (TLS, HTTP/2,
+//	                     authentication, authorisation). Precise at any wave size (the counters
+//	                     are exact), but only as good as its constants: it overstates requests
+//	                     that wait on etcd while they execute, and everything on a busy server,
 //	                     where wall time grows while CPU per request does not.
 //	from the difference  the API servers' CPU during the wave minus before it (the reference
-//	                     window: before wave 1, or the baseline of an update, whose lane CPU
-//	                     is known), with the error of both means. Exact in expectation, but
-//	                     blind below the server's own noise (±0.03 cores per 5 s interval in
-//	                     the lab): it takes over once the wave is large enough to be seen.
+//	                     window: the baseline before wave 1, whose lane CPU is known: nothing
+//	                     for a new DaemonSet, the current version for an update), with the
+//	                     error of both means. Exact in expectation, but blind below the
+//	                     server's own noise (±0.03 cores per 5 s interval in the lab): it takes
+//	                     over once the wave is large enough to be seen.
+//
+// The weights count the constants' uncertainty; the interval a decision rests on is the data's
+// own, so a soak never waits for an uncertainty that soaking cannot remove: the next, larger wave
+// measures what the constants only estimate.
 //
 // CPU per request is nearly constant from 2 to 200 agents (measured: README), so the fleet's
 // CPU is extrapolated linearly in agents.
