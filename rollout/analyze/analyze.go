@@ -86,7 +86,6 @@ func Analyze(o Observations) Decision {
 		// Nothing can be gated: never treat unknown capacity as infinite.
 		halts = append(halts, "no resource of the API servers can be judged: "+strings.Join(blind, "; "))
 	}
-	d.Notes = append(d.Notes, blind...)
 	if m := resources[len(resources)-1].Measurement; m.Throttled {
 		d.Notes = append(d.Notes, "the lane queued or rejected the agents' requests; their demand counts what was held back")
 	}

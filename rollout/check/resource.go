@@ -127,7 +127,10 @@ func judge(w Wave, m meter, load Load) Result {
 
 	if w.Number == 0 && w.Agents.Old == 0 {
 		// A new DaemonSet's baseline measures the servers before any agent runs.
-		res.Phrase = servers(w, m.resource) + against(limit)
+		res.Phrase = servers(w, m.resource)
+		if limit.Known() {
+			res.Phrase += fmt.Sprintf(" (budget %s of their %s)", Amount(m.resource, limit.Value), capacity(m.resource, limit.Capacity))
+		}
 		return res
 	}
 	if w.Number == 0 {
@@ -304,7 +307,7 @@ func servers(w Wave, r Resource) string {
 		}
 	}
 	if seconds == 0 {
-		return "the API servers' " + string(r) + " before any agent runs is not visible"
+		return "the API servers' " + string(r) + " is not visible yet"
 	}
 	if r == Seats {
 		return "no agent runs yet"

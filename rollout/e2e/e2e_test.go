@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,7 +158,7 @@ func TestApplyThenUpdateThroughTheCommandLine(t *testing.T) {
 	if cpu, seats := r.Budgets[0], r.Budgets[2]; !cpu.Gated || cpu.Resource != "cpu" || cpu.Capacity <= 0 || seats.Capacity != 598 || seats.Share != 10 {
 		t.Fatalf("budgets: %+v, want CPU gated on the server's GOMAXPROCS and 10%% of its 598 seats", r.Budgets)
 	}
-	if page := string(must(os.ReadFile(reportFile))); !strings.Contains(page, "<svg") || !strings.Contains(page, r.Steps[1].Headline) {
+	if page := string(must(os.ReadFile(reportFile))); !strings.Contains(page, "<svg") || !strings.Contains(page, html.EscapeString(r.Steps[1].Headline)) {
 		t.Fatalf("the HTML report lacks the chart or wave 1's decision")
 	}
 	ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})

@@ -174,8 +174,8 @@ func TestASourceWithoutCPUMetricsSaysWhatItCannotSeeAndUsesTheFlags(t *testing.T
 	for _, d := range decisions {
 		cpu, _ := d.Resource(check.CPU)
 		seats, _ := d.Resource(check.Seats)
-		if cpu.Limit.Known() || !strings.Contains(cpu.Blind, "CPU capacity is not visible") || !containsSome(d.Notes, "pass --apiserver-cpus") {
-			t.Fatalf("a hidden CPU must be said, not gated as if infinite: CPU %+v, notes %q", cpu, d.Notes)
+		if cpu.Limit.Known() || !strings.Contains(cpu.Blind, "CPU capacity is not visible") || !containsSome(d.Summary(), "not gated: the API servers' CPU capacity is not visible (no go_sched_gomaxprocs_threads): pass --apiserver-cpus") {
+			t.Fatalf("a hidden CPU must be said, not gated as if infinite: CPU %+v, summary %q", cpu, d.Summary())
 		}
 		if !seats.Limit.Known() {
 			t.Fatalf("the seats, which the metrics show, must still gate: %+v", seats.Limit)
