@@ -16,6 +16,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/controlplane"
@@ -368,7 +369,13 @@ func TestPauseAndAbortInterruptARunningSoak(t *testing.T) {
 		out, err := bulkhead(ctx, "rollout", "resume", name, "-n", ns, "--interval", "2s")
 		done <- result{out, err}
 	}()
-	time.Sleep(4 * time.Second) // the resumed soak is running
+	// The resume has taken: the state is no longer paused and its soak restarted.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, st, err := execute.Load(ctx, lab.Client, ns, name)
+		return err == nil && !st.Paused && st.Phase == state.Soaking, nil
+	}); err != nil {
+		t.Fatalf("the resume did not take: %v", err)
+	}
 	started = time.Now()
 	if out, err := bulkhead(ctx, "rollout", "abort", name, "-n", ns); err != nil || !strings.Contains(out, "phase:   RollingBack") {
 		t.Fatalf("abort: %v\n%s", err, out)

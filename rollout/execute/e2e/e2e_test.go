@@ -169,7 +169,8 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 		t.Fatalf("RollWave again must switch nothing more: %+v, %v", again, err)
 	}
 	waitAgents(t, ctx, ds, 3)
-	time.Sleep(2 * time.Second) // give the controller a chance to overreach
+	// Once the controller has synced the gated DaemonSet it has decided every pod it will make.
+	waitSynced(t, ctx, ds, func(s appsv1.DaemonSetStatus) bool { return s.DesiredNumberScheduled == 3 })
 	wave1 := podsByNode(t, ctx, ds)
 	if len(wave1) != 3 {
 		t.Fatalf("wave 1 has pods on %d nodes, want 3", len(wave1))
@@ -220,7 +221,8 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 		}
 	}
 	waitAgents(t, ctx, ds, nodes)
-	time.Sleep(3 * time.Second) // a RollingUpdate restart would start within this
+	// A RollingUpdate restart would begin in the controller's sync of the restored DaemonSet.
+	waitSynced(t, ctx, ds, func(s appsv1.DaemonSetStatus) bool { return s.UpdatedNumberScheduled == nodes })
 	after := podsByNode(t, ctx, ds)
 	if !reflect.DeepEqual(after, before) {
 		t.Fatalf("finishing restarted pods:\nbefore %v\nafter  %v", before, after)
@@ -277,7 +279,8 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	if ds, err = execute.StartUpdate(ctx, lab.Client, ds, newTemplate, st); err != nil {
 		t.Fatalf("StartUpdate: %v", err)
 	}
-	time.Sleep(2 * time.Second) // OnDelete: the new template alone must restart nothing
+	// OnDelete: the controller's sync of the new template restarts nothing.
+	waitSynced(t, ctx, ds, func(s appsv1.DaemonSetStatus) bool { return s.UpdatedNumberScheduled == 0 })
 	if got := podsByNode(t, ctx, ds); !reflect.DeepEqual(got, untouched) {
 		t.Fatalf("starting the update restarted pods")
 	}
@@ -403,6 +406,24 @@ func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
 	waitAgents(t, ctx, ds, 8)
 	if err := execute.Rollback(ctx, lab.Client, ds, st); err != nil {
 		t.Fatalf("Rollback: %v", err)
+	}
+}
+
+// waitSynced waits until the DaemonSet controller has synced the DaemonSet's latest generation
+// and its status satisfies ok: whatever that sync would do to the pods it has begun.
+func waitSynced(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, ok func(appsv1.DaemonSetStatus) bool) {
+	t.Helper()
+	var last appsv1.DaemonSetStatus
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		cur, err := lab.Client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		last = cur.Status
+		return cur.Status.ObservedGeneration >= cur.Generation && ok(cur.Status), nil
+	})
+	if err != nil {
+		t.Fatalf("DaemonSet %s/%s not synced: status %+v: %v", ds.Namespace, ds.Name, last, err)
 	}
 }
 
