@@ -1,6 +1,7 @@
 package analyze
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -417,5 +418,48 @@ func TestAHaltBeforeSteadyStateDoesNotClaimAMeasurement(t *testing.T) {
 	want := "wave 2: 10 agents: no steady measurement yet; earlier waves predict 0.100 cores (95%: 0.0608–0.139) for 200 agents of the API servers' 2.0 cores — budget 0.500 cores (25%) — halting (SLO breached: PUT resource p99 1.1s > 1s (399 requests))"
 	if d.Verdict != Halt || d.Headline != want {
 		t.Fatalf("%s\n got %q\nwant %q", d.Verdict, d.Headline, want)
+	}
+}
+
+// A fleet whose seat cost per agent grows with the number of agents, as it does on a real server:
+// each agent's CPU per request is fixed (0.004 cores), but its requests take longer, and hold
+// their seats longer, as the CPU fills (processor sharing: 1/(1 − ρ)). Wave 1's 2 agents, measured
+// with noise, must predict the seats 200 agents hold within the 95% interval — which a linear
+// extrapolation of seat-seconds (4.2 seats for 7.3) would not.
+func TestSeatPredictionCoversAFleetWhoseCostPerAgentGrowsWithLoad(t *testing.T) {
+	const cpuPerAgent, seatsPerAgentIdle, capacity = 0.004, 0.02, 2.0
+	utilization := func(agents int) float64 { return (baseCPU + float64(agents)*cpuPerAgent) / capacity }
+	seatsAt := func(agents int) float64 {
+		return float64(agents) * seatsPerAgentIdle * predict.Slowdown(utilization(agents))
+	}
+	truth := seatsAt(200)
+	rng := rand.New(rand.NewPCG(3, 4))
+	covered, linearCovered := 0, 0
+	const trials = 200
+	for range trials {
+		o := wave1(cpuPerAgent)
+		for i := range o.Wave.Intervals {
+			iv := &o.Wave.Intervals[i]
+			f := 1 + 0.2*rng.NormFloat64()
+			iv.SeatSeconds = seatsAt(2) * f
+			iv.ServerCPU = baseCPU + (iv.ServerCPU-baseCPU)*f + 0.03*rng.NormFloat64()
+			iv.Executing *= f
+			if iv.End <= 25*time.Second {
+				iv.SeatSeconds *= 3
+			}
+		}
+		seats, _ := Analyze(o).Resource(check.Seats)
+		if p := seats.Prediction.Total; p.Low() <= truth && truth <= p.High() {
+			covered++
+		}
+		if linear := 100 * seats.Measurement.Steady.Mean; linear >= 0.9*truth {
+			linearCovered++
+		}
+	}
+	if covered < trials*90/100 {
+		t.Fatalf("the 95%% interval covered the fleet's %.2f seats in %d of %d trials", truth, covered, trials)
+	}
+	if linearCovered > trials/10 {
+		t.Fatalf("a linear extrapolation came within 10%% of the truth in %d of %d trials: the case is not one that needs the slowdown", linearCovered, trials)
 	}
 }
