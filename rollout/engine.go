@@ -40,8 +40,9 @@ type Engine struct {
 	// back with Client.
 	Rollback func(context.Context) kubernetes.Interface
 
-	mu    sync.Mutex
-	soaks map[string]*soaking
+	mu      sync.Mutex
+	soaks   map[string]*soaking
+	batches map[string]batch
 }
 
 // soaking is what the engine keeps in memory for one rollout while it soaks: the soak's
@@ -51,6 +52,12 @@ type soaking struct {
 	pods     *soak.Pods
 	revision string
 	holds    holdReporter
+}
+
+// batch is the nodes a rollout switched last in its current wave, while their agents start.
+type batch struct {
+	key   string
+	nodes []string
 }
 
 // Result is what one step did.
@@ -76,6 +83,9 @@ func (e *Engine) Step(ctx context.Context, namespace, name string) (Result, erro
 	}
 	switch action {
 	case state.None, state.Wait:
+		e.mu.Lock()
+		delete(e.batches, namespace+"/"+name)
+		e.mu.Unlock()
 		return Result{State: st, Done: true}, nil
 	case state.Soak:
 		return e.soak(ctx, ds, st)
@@ -127,7 +137,22 @@ func (e *Engine) act(ctx context.Context, client kubernetes.Interface, ds *appsv
 // Ready and settled, and moves the rollout to its soak when the wave's target is reached.
 // Progress lives in the cluster (node labels, pod revisions), so only that transition is saved.
 func (e *Engine) rollWave(ctx context.Context, ds *appsv1.DaemonSet, st state.State) (Result, error) {
-	p, err := execute.RollWave(ctx, e.Client, ds, st)
+	key, waveKey := ds.Namespace+"/"+ds.Name, fmt.Sprintf("%s/%d", st.ID, st.Wave)
+	e.mu.Lock()
+	pending := e.batches[key]
+	e.mu.Unlock()
+	if pending.key != waveKey {
+		pending = batch{}
+	}
+	p, err := execute.RollWave(ctx, e.Client, ds, st, pending.nodes)
+	if len(p.Switched) > 0 {
+		e.mu.Lock()
+		if e.batches == nil {
+			e.batches = map[string]batch{}
+		}
+		e.batches[key] = batch{key: waveKey, nodes: p.Switched}
+		e.mu.Unlock()
+	}
 	if err != nil {
 		return Result{State: st}, fmt.Errorf("rollout %s of %s/%s, %s: %w", st.ID, ds.Namespace, ds.Name, state.RollWave, err)
 	}

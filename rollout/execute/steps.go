@@ -37,12 +37,10 @@ type Progress struct {
 // size is known) and returns. Progress is read from the cluster every time — a node label (new
 // DaemonSet) or a pod at the current revision (update) — so calling it again, after a crash
 // half-way or after the wave finished, switches exactly the nodes still missing and never waits
-// on a batch twice.
-func RollWave(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) (Progress, error) {
-	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return Progress{}, fmt.Errorf("list nodes for wave %d: %w", st.Wave, err)
-	}
+// on a batch twice. pending, when the caller remembers it, is the batch switched last: while it
+// settles only the DaemonSet's own pods are read, so waiting costs no cluster-wide LIST; the
+// node list is read once per batch (and once after a restart, to find the batch).
+func RollWave(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State, pending []string) (Progress, error) {
 	ds, current, err := CurrentRevision(ctx, client, ds.Namespace, ds.Name)
 	if err != nil {
 		return Progress{}, err
@@ -54,6 +52,13 @@ func RollWave(ctx context.Context, client kubernetes.Interface, ds *appsv1.Daemo
 	podOn := map[string]*corev1.Pod{}
 	for i := range pods {
 		podOn[pods[i].Spec.NodeName] = &pods[i]
+	}
+	if wait := settling(pending, podOn, current, time.Now()); wait > 0 {
+		return Progress{Wait: wait}, nil
+	}
+	nodes, err := client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return Progress{}, fmt.Errorf("list nodes for wave %d: %w", st.Wave, err)
 	}
 	w := waveNodes{st: st, current: current, podOn: podOn}
 	var switchNode func(string) error
@@ -85,9 +90,11 @@ func RollWave(ctx context.Context, client kubernetes.Interface, ds *appsv1.Daemo
 		p.Complete = true
 		return p, nil
 	}
-	if wait := settling(inWave, podOn, current, time.Now()); wait > 0 {
-		p.Wait = wait
-		return p, nil
+	if len(pending) == 0 {
+		if wait := settling(inWave, podOn, current, time.Now()); wait > 0 {
+			p.Wait = wait
+			return p, nil
+		}
 	}
 	batch := st.Batch()
 	if batch <= 0 || batch > len(next) {

@@ -165,7 +165,7 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	if done != 3 {
 		t.Fatalf("RollWave: %d done", done)
 	}
-	if again, err := execute.RollWave(ctx, lab.Client, ds, st); err != nil || again.Done != 3 || !again.Complete || len(again.Switched) != 0 {
+	if again, err := execute.RollWave(ctx, lab.Client, ds, st, nil); err != nil || again.Done != 3 || !again.Complete || len(again.Switched) != 0 {
 		t.Fatalf("RollWave again must switch nothing more: %+v, %v", again, err)
 	}
 	waitAgents(t, ctx, ds, 3)
@@ -376,7 +376,7 @@ func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
 	var batches [][]string
 	var secondAt time.Time
 	for {
-		p, err := execute.RollWave(ctx, lab.Client, ds, st)
+		p, err := execute.RollWave(ctx, lab.Client, ds, st, nil)
 		if err != nil {
 			t.Fatalf("RollWave 2: %v", err)
 		}
@@ -432,7 +432,7 @@ func waitSynced(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, ok func
 func roll(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, st state.State) int {
 	t.Helper()
 	for {
-		p, err := execute.RollWave(ctx, lab.Client, ds, st)
+		p, err := execute.RollWave(ctx, lab.Client, ds, st, nil)
 		if err != nil {
 			t.Fatalf("RollWave: %v", err)
 		}
