@@ -57,7 +57,7 @@ func TestCompartmentSizingRefusesNonsense(t *testing.T) {
 		s      CompartmentSizing
 		want   string
 	}{
-		"negative demand": {-1, DefaultCompartmentSizing, "must be a number ≥ 0"},
+		"negative demand":  {-1, DefaultCompartmentSizing, "must be a number ≥ 0"},
 		"headroom below 1": {1, CompartmentSizing{Headroom: 0.5, ShrinkBelow: 0.5, MinSeats: 1, MaxSeats: 2}, "headroom"},
 		"no shrink line":   {1, CompartmentSizing{Headroom: 2, ShrinkBelow: 0, MinSeats: 1, MaxSeats: 2}, "shrink threshold"},
 		"bounds reversed":  {1, CompartmentSizing{Headroom: 2, ShrinkBelow: 0.5, MinSeats: 3, MaxSeats: 2}, "seat bounds"},

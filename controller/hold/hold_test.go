@@ -44,7 +44,11 @@ func TestTheUserTemplateIsTheTemplateWithoutBulkheadsGates(t *testing.T) {
 	}{
 		{"held by admission, no affinity of its own", held(template(nil)), template(nil)},
 		{"held by admission, with the user's terms", held(template(userAffinity())), template(userAffinity())},
-		{"gated by a rollout", func() corev1.PodTemplateSpec { t := template(userAffinity()); t.Spec = execute.Gate(t.Spec, gate); return t }(), template(userAffinity())},
+		{"gated by a rollout", func() corev1.PodTemplateSpec {
+			t := template(userAffinity())
+			t.Spec = execute.Gate(t.Spec, gate)
+			return t
+		}(), template(userAffinity())},
 		{"not held", template(userAffinity()), template(userAffinity())},
 	}
 	for _, tt := range tests {
