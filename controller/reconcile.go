@@ -56,6 +56,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (time.Duration, 
 	if err != nil {
 		return 0, err
 	}
+	if action != None && r.Engine == nil {
+		r.event(ds, false, "Waiting", reason+"; this controller runs without a rollout engine, so the DaemonSet stays held")
+		return 0, nil
+	}
 	switch action {
 	case Adopt:
 		return r.adopt(ctx, ds, policy, reason)

@@ -71,3 +71,12 @@ func (in *RolloutPolicyList) DeepCopy() *RolloutPolicyList {
 }
 
 func (in *RolloutPolicyList) DeepCopyObject() runtime.Object { return in.DeepCopy() }
+
+func (in *RolloutPolicyStatus) DeepCopy() *RolloutPolicyStatus {
+	if in == nil {
+		return nil
+	}
+	out := new(RolloutPolicyStatus)
+	in.DeepCopyInto(out)
+	return out
+}
