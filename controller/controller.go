@@ -176,12 +176,19 @@ func Run(ctx context.Context, c Config) error {
 	}
 	defer stopHealth()
 
+	// The factory's informers are made before Start (it starts only those asked for); the
+	// filtered ones have factories of their own and run by themselves.
+	shared := []cache.SharedIndexInformer{dsInformer.Informer(), nsInformer.Informer(), plInformer.Informer()}
+	own := []cache.SharedIndexInformer{compartmentSchemas.Informer(), apiservers.Informer(), policyInformer.Informer()}
 	factory.Start(ctx.Done())
-	for _, inf := range []cache.SharedIndexInformer{compartmentSchemas.Informer(), apiservers.Informer(), policyInformer.Informer()} {
+	var syncs []cache.InformerSynced
+	for _, inf := range own {
 		go inf.Run(ctx.Done())
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), dsInformer.Informer().HasSynced, nsInformer.Informer().HasSynced, plInformer.Informer().HasSynced,
-		compartmentSchemas.Informer().HasSynced, apiservers.Informer().HasSynced, policyInformer.Informer().HasSynced) {
+	for _, inf := range append(shared, own...) {
+		syncs = append(syncs, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), syncs...) {
 		return fmt.Errorf("informers did not sync: %w", context.Cause(ctx))
 	}
 	synced.Store(true)

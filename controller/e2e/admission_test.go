@@ -267,7 +267,9 @@ func TestReApplyingAHeldManifestChangesNothing(t *testing.T) {
 	if !gated(first) {
 		t.Fatalf("first apply not held in both of the user's terms: %s", describe(first))
 	}
-	rv := first.ResourceVersion
+	// The DaemonSet controller writes status once it has seen the DaemonSet: wait for that,
+	// so that any later change of resourceVersion is a write of the re-applies.
+	rv := stableResourceVersion(t, ctx, "gitops", "agent")
 	for i := range 3 {
 		again, err := applyManifest(ctx, userManifest("agent:v1"), "argocd-controller")
 		if err != nil {
@@ -377,7 +379,7 @@ func TestAHaltedPodTemplateIsRefusedWhenReappliedAndANewOneIsHeld(t *testing.T) 
 	if _, err := lab.Client.CoreV1().PodTemplates("halts").Create(ctx, record, metav1.CreateOptions{FieldManager: hold.FieldManager}); err != nil {
 		t.Fatalf("record the halted template: %v", err)
 	}
-	rv := settled(t, ctx, "halts", "agent").ResourceVersion
+	rv := stableResourceVersion(t, ctx, "halts", "agent")
 
 	// GitOps re-applies v2, again and again: refused with the reason, nothing written. (The
 	// API server sees the record once its informer has it: wait with dry runs.)

@@ -149,6 +149,24 @@ func settled(t *testing.T, ctx context.Context, ns, name string) *appsv1.DaemonS
 	return ds
 }
 
+// stableResourceVersion waits until the DaemonSet controller has acted on the DaemonSet and
+// its resourceVersion has not moved for two seconds, and returns it.
+func stableResourceVersion(t *testing.T, ctx context.Context, ns, name string) string {
+	t.Helper()
+	last, since := "", time.Now()
+	err := wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		rv := settled(t, ctx, ns, name).ResourceVersion
+		if rv != last {
+			last, since = rv, time.Now()
+		}
+		return time.Since(since) >= 2*time.Second, nil
+	})
+	if err != nil {
+		t.Fatalf("%s/%s never stopped changing: %v", ns, name, err)
+	}
+	return last
+}
+
 // waitPods waits until the DaemonSet runs exactly want pods.
 func waitPods(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, want int) map[string]string {
 	t.Helper()
