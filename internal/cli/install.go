@@ -14,8 +14,10 @@ import (
 
 func newInstallCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
-		dryRun bool
-		opts   breakglass.InstallOptions
+		dryRun          bool
+		opts            breakglass.InstallOptions
+		withController  bool
+		controllerImage string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -32,7 +34,10 @@ group may mint break-glass tokens (bulkhead breakglass kubeconfig). Running it a
 				return err
 			}
 			if dryRun {
-				return breakglass.WriteYAML(cmd.OutOrStdout(), manifest.Objects())
+				if err := breakglass.WriteYAML(cmd.OutOrStdout(), manifest.Objects()); err != nil || !withController {
+					return err
+				}
+				return writeControllerManifests(cmd.OutOrStdout(), controllerImage)
 			}
 			client, err := ownClient(cmd, kube)
 			if err != nil {
@@ -50,6 +55,11 @@ group may mint break-glass tokens (bulkhead breakglass kubeconfig). Running it a
 			if err != nil {
 				return fmt.Errorf("kubeconfig: %w", err)
 			}
+			if withController {
+				if err := installController(cmd, cfg, controllerImage); err != nil {
+					return err
+				}
+			}
 			lane, total, err := breakglass.ReadLaneSeats(commandContext(cmd), cfg, 5*time.Second)
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: lane size not confirmed: %v\n", err)
@@ -60,6 +70,8 @@ group may mint break-glass tokens (bulkhead breakglass kubeconfig). Running it a
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects as YAML; change nothing")
+	cmd.Flags().BoolVar(&withController, "controller", false, "also install bulkhead controller: the RolloutPolicy CRD, the admission policies, its RBAC and Deployment")
+	cmd.Flags().StringVar(&controllerImage, "controller-image", controllerDefaultImage, "image of the controller's Deployment (with --controller)")
 	cmd.Flags().StringVar(&opts.OperatorsGroup, "operators-group", breakglass.DefaultOperatorsGroup,
 		"group whose members use the break-glass lane and may mint break-glass tokens")
 	return cmd

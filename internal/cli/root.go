@@ -27,5 +27,6 @@ func NewRootCommand(out, errOut io.Writer) *cobra.Command {
 	root.AddCommand(newDNSCommand(kube))
 	root.AddCommand(newInstallCommand(kube), newUninstallCommand(kube), newBreakGlassCommand(kube), newShedCommand(kube), newUnshedCommand(kube))
 	root.AddCommand(newRolloutCommand(kube))
+	root.AddCommand(newControllerCommand(kube))
 	return root
 }

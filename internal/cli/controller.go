@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
+	"github.com/bulkhead-dev/bulkhead/controller"
+	"github.com/bulkhead-dev/bulkhead/controller/hold"
+)
+
+func newControllerCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
+	var (
+		c          = controller.Config{LeaderElect: true, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
+		qps, burst int
+	)
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run bulkhead in the cluster: guard every DaemonSet a RolloutPolicy selects, however it is applied",
+		Long: `controller runs the in-cluster half of bulkhead (see controller/README.md). DaemonSets that a
+RolloutPolicy in guard mode selects are held by admission (bulkhead install --controller installs it)
+until the controller rolls them out in guarded waves; with compartments on, their service accounts keep
+standing APF lanes afterwards. Replicas share the work through a Lease. Metrics and health listen on
+127.0.0.1 unless told otherwise (the Deployment in deploy/controller opens them to the pod network).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.Workers < 1 {
+				return fmt.Errorf("--workers %d must be at least 1", c.Workers)
+			}
+			if qps <= 0 || burst < qps {
+				return fmt.Errorf("--kube-api-qps %d and --kube-api-burst %d: want 0 < qps ≤ burst", qps, burst)
+			}
+			cfg, err := kube.ToRESTConfig()
+			if err != nil {
+				return fmt.Errorf("kubeconfig: %w", err)
+			}
+			cfg.QPS, cfg.Burst, cfg.UserAgent = float32(qps), burst, "bulkhead-controller"
+			c.REST = cfg
+			if c.Identity == "" {
+				host, _ := os.Hostname()
+				c.Identity = fmt.Sprintf("%s_%d", host, os.Getpid())
+			}
+			errOut := cmd.ErrOrStderr()
+			c.Log = func(line string) {
+				fmt.Fprintf(errOut, "%s bulkhead controller: %s\n", time.Now().UTC().Format(time.RFC3339), line)
+			}
+			ctx, stop := signal.NotifyContext(commandContext(cmd), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return controller.Run(ctx, c)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.MetricsAddr, "metrics-bind-address", "127.0.0.1:8080", "address of the Prometheus /metrics endpoint")
+	f.StringVar(&c.HealthAddr, "health-bind-address", "127.0.0.1:8081", "address of /healthz and /readyz")
+	f.BoolVar(&c.LeaderElect, "leader-elect", true, "share the work with other replicas through a Lease (one acts at a time)")
+	f.StringVar(&c.LeaseNamespace, "lease-namespace", hold.ControllerNamespace, "namespace of the leader Lease")
+	f.StringVar(&c.LeaseName, "lease-name", "bulkhead-controller", "name of the leader Lease")
+	f.StringVar(&c.Identity, "id", os.Getenv("POD_NAME"), "this replica's name in the Lease (default: $POD_NAME, else host_pid)")
+	f.IntVar(&c.Workers, "workers", 4, "rollouts that may take a step at the same moment")
+	f.DurationVar(&c.Housekeeping, "housekeeping", 30*time.Second, "how often policy status and compartments are recomputed from the caches")
+	f.IntVar(&qps, "kube-api-qps", 20, "the controller's sustained requests per second to the API servers, all rollouts together")
+	f.IntVar(&burst, "kube-api-burst", 40, "the controller's burst of requests to the API servers")
+	return cmd
+}
