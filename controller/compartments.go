@@ -13,6 +13,7 @@ import (
 	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -27,14 +28,15 @@ func SteadyDemand(st state.State) (seats float64, ok bool) {
 		return 0, false
 	}
 	rec := st.History[n-1]
+	steady := rec.Resources[check.Seats].Steady
 	agents := rec.New + rec.Old
-	if agents <= 0 || rec.Samples == 0 {
+	if agents <= 0 || steady.Samples == 0 {
 		return 0, false
 	}
 	if st.Eligible > agents {
-		return rec.Seats * float64(st.Eligible) / float64(agents), true
+		return steady.Mean * float64(st.Eligible) / float64(agents), true
 	}
-	return rec.Seats, true
+	return steady.Mean, true
 }
 
 // Compartment is one DaemonSet's standing compartment as it should be.
@@ -67,7 +69,7 @@ func DesiredCompartments(daemonSets []*appsv1.DaemonSet, policyFor func(*appsv1.
 			continue
 		}
 		st, found, err := state.Decode(ds.Annotations)
-		if err != nil || !found || st.Phase != state.Complete || st.CapacitySeats <= 0 {
+		if err != nil || !found || st.Phase != state.Complete || st.Limits[check.Seats].Capacity <= 0 {
 			continue
 		}
 		steady, ok := SteadyDemand(st)
@@ -75,7 +77,7 @@ func DesiredCompartments(daemonSets []*appsv1.DaemonSet, policyFor func(*appsv1.
 			continue
 		}
 		replicas := max(1, replicas)
-		serverSeats := int(st.CapacitySeats) / replicas
+		serverSeats := int(st.Limits[check.Seats].Capacity) / replicas
 		sizing := apf.DefaultCompartmentSizing
 		sizing.MaxSeats = max(sizing.MinSeats, serverSeats/10)
 		name := apf.CompartmentName(ds.Namespace, ds.Name)

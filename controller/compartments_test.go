@@ -8,6 +8,8 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
+	"github.com/bulkhead-dev/bulkhead/rollout/predict"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -18,7 +20,8 @@ func completed(t *testing.T, name string, phase state.Phase, history ...state.Wa
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.Eligible, st.Targets, st.CapacitySeats, st.History = 200, []int{2, 200}, 1200, history
+	st.Eligible, st.Targets, st.History = 200, []int{2, 200}, history
+	st.Limits = map[check.Resource]check.Limit{check.Seats: {Resource: check.Seats, Share: 10, Capacity: 1200, Value: 120}}
 	ann, err := state.Encode(st)
 	if err != nil {
 		t.Fatal(err)
@@ -28,15 +31,21 @@ func completed(t *testing.T, name string, phase state.Phase, history ...state.Wa
 	return ds
 }
 
+// seats is a wave record of new agents measured at a steady seat demand over samples intervals.
+func seats(new int, mean float64, samples int) state.WaveRecord {
+	return state.WaveRecord{New: new, Resources: map[check.Resource]check.Measured{
+		check.Seats: {Steady: predict.Estimate{Mean: mean, SE: 0.01, Samples: samples}}}}
+}
+
 func TestSteadyDemandScalesTheLastWaveToTheFleet(t *testing.T) {
-	st := state.State{Eligible: 200, History: []state.WaveRecord{{New: 2, Seats: 0.1, Samples: 4}, {New: 50, Seats: 2.5, Samples: 6}}}
+	st := state.State{Eligible: 200, History: []state.WaveRecord{seats(2, 0.1, 4), seats(50, 2.5, 6)}}
 	if got, ok := SteadyDemand(st); !ok || got != 10 {
 		t.Fatalf("SteadyDemand = %v, %v; want 2.5 seats × 200/50 = 10", got, ok)
 	}
 	if _, ok := SteadyDemand(state.State{Eligible: 10}); ok {
 		t.Fatalf("no history, no demand")
 	}
-	if _, ok := SteadyDemand(state.State{Eligible: 10, History: []state.WaveRecord{{New: 10, Seats: 1}}}); ok {
+	if _, ok := SteadyDemand(state.State{Eligible: 10, History: []state.WaveRecord{seats(10, 1, 0)}}); ok {
 		t.Fatalf("a wave without steady samples measured nothing")
 	}
 }
@@ -44,7 +53,7 @@ func TestSteadyDemandScalesTheLastWaveToTheFleet(t *testing.T) {
 func TestCompartmentsFollowCompletedRolloutsOfPoliciesThatWantThem(t *testing.T) {
 	on := &v1alpha1.RolloutPolicy{ObjectMeta: metav1.ObjectMeta{Name: "on"}, Spec: v1alpha1.RolloutPolicySpec{Compartments: true}}
 	off := &v1alpha1.RolloutPolicy{ObjectMeta: metav1.ObjectMeta{Name: "off"}}
-	full := state.WaveRecord{New: 200, Seats: 6, Samples: 5}
+	full := seats(200, 6, 5)
 	daemonSets := []*appsv1.DaemonSet{
 		completed(t, "done", state.Complete, full),
 		completed(t, "rolling", state.Soaking, full),

@@ -10,17 +10,21 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
 	"github.com/bulkhead-dev/bulkhead/controller/hold"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
 func withState(t *testing.T, ds *appsv1.DaemonSet, phase state.Phase) *appsv1.DaemonSet {
 	t.Helper()
 	st, err := state.New(state.Start{ID: "r1", Kind: state.Create, WavesSpec: "100%", Targets: []int{1}, Eligible: 1, Soak: time.Minute,
-		BudgetPercent: 10, BudgetSeats: 6, Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"}, NodeLabel: "gate"}, time.Now())
+		Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 60}), Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"}, NodeLabel: "gate"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.Phase = phase
+	if phase != state.Baseline {
+		st.Wave = 1
+	}
 	ann, err := state.Encode(st)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
 	"github.com/bulkhead-dev/bulkhead/controller/hold"
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -200,8 +201,16 @@ func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *rolloutCollector) collectPrediction(ch chan<- prometheus.Metric, ds *appsv1.DaemonSet, st state.State) {
-	ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, st.BudgetSeats, ds.Namespace, ds.Name, "seats")
-	if rec := lastRecord(st); rec != nil && rec.Predicted > 0 {
-		ch <- prometheus.MustNewConstMetric(predictedDesc, prometheus.GaugeValue, rec.Predicted, ds.Namespace, ds.Name, "seats")
+	rec := lastRecord(st)
+	for _, r := range check.Resources {
+		if l, ok := st.Limits[r]; ok && l.Known() {
+			ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, l.Value, ds.Namespace, ds.Name, string(r))
+		}
+		if rec == nil {
+			continue
+		}
+		if p := rec.Resources[r].Predicted; p != nil {
+			ch <- prometheus.MustNewConstMetric(predictedDesc, prometheus.GaugeValue, p.Mean, ds.Namespace, ds.Name, string(r))
+		}
 	}
 }

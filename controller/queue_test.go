@@ -18,6 +18,7 @@ import (
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
 	"github.com/bulkhead-dev/bulkhead/controller/hold"
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -82,7 +83,7 @@ func (e *fakeEngine) Adopt(_ context.Context, ds *appsv1.DaemonSet, s v1alpha1.S
 	defer e.leave(key)
 	time.Sleep(time.Millisecond)
 	st, err := state.New(state.Start{ID: "r-" + ds.Name, Kind: state.Create, WavesSpec: "100%", Targets: []int{1}, Eligible: 1,
-		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 6, Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"}, NodeLabel: "gate"}, time.Now())
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 60}), Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"}, NodeLabel: "gate"}, time.Now())
 	if err != nil {
 		return state.State{}, err
 	}

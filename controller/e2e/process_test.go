@@ -27,6 +27,8 @@ import (
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
 	"github.com/bulkhead-dev/bulkhead/controller/hold"
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
+	"github.com/bulkhead-dev/bulkhead/rollout/predict"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -169,13 +171,17 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 func completedRollout(t *testing.T) map[string]string {
 	t.Helper()
 	st, err := state.New(state.Start{ID: "done-1", Kind: state.Create, WavesSpec: "1,100%", Targets: []int{1, nodes}, Eligible: nodes,
-		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60, CapacitySeats: 600,
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 600}),
 		Lane: state.Lane{FlowSchema: "bulkhead-rollout-ctl.done", PriorityLevel: "bulkhead-rollout-ctl.done"}, NodeLabel: "rollout.bulkhead.dev/gate-0"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.Phase = state.Complete
-	st.History = []state.WaveRecord{{Wave: 1, New: 1, Seats: 0.3, SE: 0.01, Samples: 5}, {Wave: 2, New: nodes, Seats: 1.8, SE: 0.1, Samples: 5, Predicted: 1.8}}
+	seats := func(mean, se float64, predicted *check.Interval95) map[check.Resource]check.Measured {
+		return map[check.Resource]check.Measured{check.Seats: {Steady: predict.Estimate{Mean: mean, SE: se, Samples: 5}, Predicted: predicted}}
+	}
+	st.History = []state.WaveRecord{{Wave: 1, New: 1, Resources: seats(0.3, 0.01, nil)},
+		{Wave: 2, New: nodes, Resources: seats(1.8, 0.1, &check.Interval95{Mean: 1.8, Low: 1.6, High: 2})}}
 	ann, err := state.Encode(st)
 	if err != nil {
 		t.Fatal(err)
