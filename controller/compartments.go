@@ -12,8 +12,8 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
-	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/check"
+	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
