@@ -463,3 +463,39 @@ func TestSeatPredictionCoversAFleetWhoseCostPerAgentGrowsWithLoad(t *testing.T) 
 		t.Fatalf("a linear extrapolation came within 10%% of the truth in %d of %d trials: the case is not one that needs the slowdown", linearCovered, trials)
 	}
 }
+
+// Three replicas of 2 cores: 200 agents needing 1.3 cores fit the sum's budget (25% of 6), but
+// each agent's connection lands on one replica, and the busiest carries about 40% of 200 agents
+// (1/3 plus the binomial spread): 0.52 cores, over its own 0.5.
+func TestTheBusiestReplicaMustFitItsOwnShare(t *testing.T) {
+	o := wave1(0.0065)
+	o.Wave.Limits = check.DefaultBudget.Limits(check.Capacity{CPU: 6, Seats: 1800, CPUUsed: 3 * baseCPU})
+	o.Wave.Reference.ServerCPU.Mean = 3 * baseCPU
+	for i := range o.Wave.Intervals {
+		iv := &o.Wave.Intervals[i]
+		lane := iv.ServerCPU - baseCPU
+		iv.ServerCPU = 3*baseCPU + lane
+		iv.Replicas = []check.ReplicaUse{
+			{Name: "a:6443", CPU: baseCPU + lane, Capacity: 2, LaneCPU: lane},
+			{Name: "b:6443", CPU: baseCPU, Capacity: 2}, {Name: "c:6443", CPU: baseCPU, Capacity: 2},
+		}
+	}
+	d := Analyze(o)
+	cpu, _ := d.Resource(check.CPU)
+	if cpu.Prediction == nil || cpu.Prediction.Total.Mean > 1.5 || len(cpu.Halts) != 1 ||
+		!strings.Contains(cpu.Halts[0], "cpu: the busiest API server would carry about 40% of 200 agents, 0.518 cores") {
+		t.Fatalf("prediction %v, halts %q", cpu.Prediction, cpu.Halts)
+	}
+	if !containsSome(d.Notes, "cpu: API server a:6443 carries 100% of the agents' load (an even spread over 3 would be 33%)") {
+		t.Fatalf("notes %q", d.Notes)
+	}
+	// Measured: a replica already above its ceiling halts, whatever the sum.
+	hot := wave1(0.0005)
+	for i := range hot.Wave.Intervals {
+		hot.Wave.Intervals[i].Replicas = []check.ReplicaUse{{Name: "a:6443", CPU: 1.7, Capacity: 2}, {Name: "b:6443", CPU: 0.1, Capacity: 2}}
+	}
+	hot.Wave.Limits = check.DefaultBudget.Limits(check.Capacity{CPU: 4, Seats: 1200})
+	if d := Analyze(hot); !containsSome(d.Reasons, "cpu: API server a:6443 burns 1.70 cores of its 2.0 cores, above the 80% ceiling") {
+		t.Fatalf("%s %q", d.Verdict, d.Reasons)
+	}
+}

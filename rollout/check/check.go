@@ -36,6 +36,16 @@ type Interval struct {
 	// end of the interval. CPUKnown and MemoryKnown say whether the metrics had them.
 	ServerCPU, ServerMemory float64
 	CPUKnown, MemoryKnown   bool
+	// Replicas are the API server replicas read in the interval, each on its own: the agents'
+	// connections spread over them by a load balancer, rarely evenly.
+	Replicas []ReplicaUse
+}
+
+// ReplicaUse is one API server replica in an interval: the cores it burned and has, and the
+// lane's CPU on it as APF's counters price it (LaneCPU).
+type ReplicaUse struct {
+	Name                   string
+	CPU, Capacity, LaneCPU float64
 }
 
 // ordinary is the rate of the lane's requests that were not WATCHes.

@@ -70,8 +70,12 @@ func measureCPU(w Wave) predict.Measurement {
 }
 
 // executionCPU is an interval's CPU estimated from the lane's execution time and requests.
-func executionCPU(iv Interval) float64 {
-	return Kappa*iv.Executing + PerRequestCPU*iv.Dispatched
+func executionCPU(iv Interval) float64 { return LaneCPU(iv.Executing, iv.Dispatched) }
+
+// LaneCPU is the CPU, in cores, of requests that executed executing seconds a second and were
+// dispatched at dispatched a second, as APF's counters price it.
+func LaneCPU(executing, dispatched float64) float64 {
+	return Kappa*executing + PerRequestCPU*dispatched
 }
 
 // modelSE is the uncertainty of the estimate from execution time that comes from its constants,

@@ -4,7 +4,7 @@ package check
 // the seat and memory demand are rescaled to.
 func JudgeResources(w Wave) []Result {
 	w.Timing = w.Timing.WithDefaults(w.Soak)
-	cpu := judge(w, cpuMeter, Load{})
+	cpu := busiest(w, judge(w, cpuMeter, Load{}))
 	load := loadOf(w, cpu)
 	memory := judge(w, memoryMeter, load)
 	memory.Halts = append(memory.Halts, memoryMeasured(w)...)

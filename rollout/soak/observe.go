@@ -25,6 +25,15 @@ func IntervalOf(prev *controlplane.Reading, cur controlplane.Reading, lane state
 	res := cur.Resources
 	iv.ServerCPU, iv.CPUKnown = res.CPUCores, !slices.Contains(res.Missing, "cpu")
 	iv.ServerMemory, iv.MemoryKnown = res.ResidentBytes, !slices.Contains(res.Missing, "memory")
+	for _, rep := range cur.Replicas {
+		if rep.Load == nil || (rep.State != controlplane.ReplicaOK && rep.State != controlplane.ReplicaRestarted) ||
+			slices.Contains(rep.Load.Resources.Missing, "cpu") {
+			continue
+		}
+		own := laneLoad(controlplane.Reading{Load: *rep.Load}, lane)
+		iv.Replicas = append(iv.Replicas, check.ReplicaUse{Name: rep.Replica, CPU: rep.Load.Resources.CPUCores,
+			Capacity: rep.Load.Resources.CPUCapacityCores, LaneCPU: check.LaneCPU(own.Executing, own.Dispatched)})
+	}
 	return iv
 }
 
