@@ -84,15 +84,15 @@ func addresses(m *miekgdns.Msg) string {
 	return strings.Join(out, ",")
 }
 
-// expectedAddresses computes from the API what the A query of every lab service must answer.
-func expectedAddresses(t *testing.T) map[string]string {
+// expectedAddresses computes from l's API what the A query of every lab service must answer.
+func expectedAddresses(t *testing.T, l *labtest.Lab) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	svcs, err := lab.Client.CoreV1().Services("lab").List(ctx, metav1.ListOptions{})
+	svcs, err := l.Client.CoreV1().Services("lab").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, err := lab.Client.DiscoveryV1().EndpointSlices("lab").List(ctx, metav1.ListOptions{})
+	eps, err := l.Client.DiscoveryV1().EndpointSlices("lab").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,13 +128,13 @@ func expectedAddresses(t *testing.T) map[string]string {
 	return want
 }
 
-// agreedAddresses waits until bulkhead dns at addr answers every lab service as the API
+// agreedAddresses waits until bulkhead dns at addr answers every lab service as l's API
 // describes it (endpoints move while pods settle) and returns those answers.
-func agreedAddresses(t *testing.T, addr string) map[string]string {
+func agreedAddresses(t *testing.T, l *labtest.Lab, addr string) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		want := expectedAddresses(t)
+		want := expectedAddresses(t, l)
 		var diffs []string
 		for name, addrs := range want {
 			for _, network := range []string{"udp", "tcp"} {
@@ -161,7 +161,7 @@ func TestEveryLabServiceIsAnsweredAsTheAPIDescribesIt(t *testing.T) {
 	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
 	defer n.Stop()
 	waitReady(t, n)
-	want := agreedAddresses(t, n.DNSAddr())
+	want := agreedAddresses(t, lab, n.DNSAddr())
 	headless := 0
 	for _, addrs := range want {
 		if strings.Contains(addrs, ",") {
@@ -315,7 +315,7 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	if err := waitAnswering(core.addr, "kubernetes.default.svc.cluster.local."); err != nil {
 		t.Logf("CoreDNS did not start before the outage (%v); its part of the drill shows nothing:\n%s", err, core.logTail())
 	}
-	want := agreedAddresses(t, first.DNSAddr())
+	want := agreedAddresses(t, lab, first.DNSAddr())
 	// Wait until the snapshot on disk holds every lab service.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
