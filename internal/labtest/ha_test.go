@@ -52,8 +52,15 @@ func TestThreeAPIServersBehindTheBalancer(t *testing.T) {
 	if len(st.Replicas) != haReplicas || st.Network == nil {
 		t.Fatalf("status lists %d replicas and network %+v, want %d replicas in a network of the lab's", len(st.Replicas), st.Network, haReplicas)
 	}
+	namespaces := map[string]bool{}
+	for _, r := range st.Replicas {
+		if r.Namespace == "" || r.Link == "" || namespaces[r.Namespace] {
+			t.Fatalf("replica %s: network namespace %q, link %q; want one of its own", r.Name, r.Namespace, r.Link)
+		}
+		namespaces[r.Namespace] = true
+	}
 
-	t.Run("the kubernetes EndpointSlice lists every replica at an address of the lab's namespace", func(t *testing.T) {
+	t.Run("the kubernetes EndpointSlice lists every replica at an address of the lab's network", func(t *testing.T) {
 		testReplicasAreDiscoverable(t, ha, st)
 	})
 	t.Run("every replica serves its own /metrics and APF and has its own identity", func(t *testing.T) {
@@ -83,11 +90,13 @@ func TestThreeAPIServersBehindTheBalancer(t *testing.T) {
 			t.Errorf("process %d is still alive after SIGTERM (status %+v)", pid, st)
 		}
 	}
-	if _, err := net.InterfaceByName(st.Network.Link); err == nil {
-		t.Errorf("link %s is still there after SIGTERM", st.Network.Link)
-	}
-	if holders := namespaceHolders(t, st.Network.Namespace); len(holders) > 0 {
-		t.Errorf("network namespace %s is still held after SIGTERM by %v", st.Network.Namespace, holders)
+	for _, r := range st.Replicas {
+		if _, err := net.InterfaceByName(r.Link); err == nil {
+			t.Errorf("link %s of %s is still there after SIGTERM", r.Link, r.Name)
+		}
+		if holders := namespaceHolders(t, r.Namespace); len(holders) > 0 {
+			t.Errorf("network namespace %s of %s is still held after SIGTERM by %v", r.Namespace, r.Name, holders)
+		}
 	}
 	cgroups, err := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/*bulkhead-lab-%d-*", st.SupervisorPID))
 	if err != nil {

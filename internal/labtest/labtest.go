@@ -236,7 +236,7 @@ type Status struct {
 	APIServerUp bool `json:"apiserverUp"`
 	// Replicas are the kube-apiserver processes, by index.
 	Replicas []ReplicaStatus `json:"replicas"`
-	// Network is set when the lab runs several replicas in a network namespace of its own.
+	// Network is set when the lab runs several replicas, each in a network namespace of its own.
 	Network *NetworkStatus `json:"network"`
 }
 
@@ -251,14 +251,16 @@ type ReplicaStatus struct {
 	Stopped     bool   `json:"stopped"`
 	Up          bool   `json:"up"`
 	Connections int    `json:"connections"`
+	// Namespace (net:[inode]) and Link (the outer end of its veth pair) are the replica's own
+	// network, with several replicas.
+	Namespace string `json:"namespace"`
+	Link      string `json:"link"`
 }
 
-// NetworkStatus is the network namespace the lab made for its replicas.
+// NetworkStatus is the network the lab made for its replicas.
 type NetworkStatus struct {
-	Namespace   string `json:"namespace"` // net:[inode]
-	Link        string `json:"link"`
-	HostAddress string `json:"hostAddress"`
 	Subnet      string `json:"subnet"`
+	HostAddress string `json:"hostAddress"`
 }
 
 // Status asks the running lab for its processes and state.

@@ -99,7 +99,8 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 		}()
 		l.network = network
 		etcdSocket = filepath.Join(l.dir, etcdSocketName)
-		say("replica network %s: namespace %s, link %s (%s on this side)", network.subnet, network.inode, network.link, network.host)
+		say("replica network %s: a namespace each (%s), links %s (%s on this side)", network.subnet,
+			strings.Join(network.inodes, ", "), strings.Join(network.links, ", "), network.host)
 	}
 	if err := l.generatePKI(); err != nil {
 		return err

@@ -60,17 +60,18 @@ type ReplicaStatus struct {
 	Up bool `json:"up"`
 	// Connections counts client connections the load balancer holds to it.
 	Connections int `json:"connections"`
+	// Namespace is the replica's network namespace as /proc/<pid>/ns/net links read it
+	// (net:[inode]) and Link the outer end of its veth pair; both empty with one replica.
+	Namespace string `json:"namespace,omitempty"`
+	Link      string `json:"link,omitempty"`
 }
 
-// NetworkStatus describes the network namespace of the replicas.
+// NetworkStatus describes the replicas' network.
 type NetworkStatus struct {
-	// Namespace identifies it as /proc/<pid>/ns/net links read: net:[inode].
-	Namespace string `json:"namespace"`
-	// Link is the host end of the veth pair; HostAddress its address, the source of clients'
-	// packets to the replicas; Subnet the lab's /24.
-	Link        string `json:"link"`
-	HostAddress string `json:"hostAddress"`
+	// Subnet is the lab's /24; HostAddress the outer ends' address, the source of clients'
+	// packets to the replicas.
 	Subnet      string `json:"subnet"`
+	HostAddress string `json:"hostAddress"`
 }
 
 // Balancer lists the load balancer's connections.
@@ -223,8 +224,7 @@ func (l *lab) status(ctx context.Context) Status {
 		for _, c := range l.balancer.connections() {
 			connections[c.Replica]++
 		}
-		n := l.network
-		st.Network = &NetworkStatus{Namespace: n.inode, Link: n.link, HostAddress: n.host.String(), Subnet: n.subnet.String()}
+		st.Network = &NetworkStatus{Subnet: l.network.subnet.String(), HostAddress: l.network.host.String()}
 	}
 	var wg sync.WaitGroup
 	for i, r := range l.replicas {
@@ -233,6 +233,9 @@ func (l *lab) status(ctx context.Context) Status {
 		st.Replicas[i] = ReplicaStatus{
 			Index: i, Name: r.name(), Address: r.address, PID: r.proc.pid(), Restarts: r.proc.restartCount(),
 			Stopped: !r.proc.isWanted(), Connections: connections[i],
+		}
+		if l.network != nil {
+			st.Replicas[i].Namespace, st.Replicas[i].Link = l.network.inodes[i], l.network.links[i]
 		}
 		wg.Go(func() { st.Replicas[i].Up = r.answersReadyz(ctx) })
 	}

@@ -20,9 +20,9 @@
 // processes on the one etcd (reached over a unix socket), each with its own address, serving
 // certificate, hostname (so identity lease), /metrics, APF seats and, with limits, cgroup, and
 // the lab's TCP load balancer (balancer.go) on 127.0.0.1 in front of them as the kubeconfig's
-// server. The replicas' addresses live in a network namespace the lab creates (network.go), so
-// the default/kubernetes EndpointSlice, which the lab writes, can list them, and no listener
-// uses the machine's own addresses. Emulated pods then get a connection each, so that their
+// server. Each replica lives in a network namespace of its own that the lab creates
+// (network.go), at an address the default/kubernetes EndpointSlice (which the lab writes) can
+// list, so no listener uses the machine's own addresses. Emulated pods then get a connection each, so that their
 // load spreads over the replicas as real pods' does.
 //
 // Control. The supervisor serves a small HTTP API on the unix socket <dir>/ctl.sock, used by

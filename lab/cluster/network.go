@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -18,29 +19,32 @@ import (
 // replicaNetwork gives the lab's kube-apiserver replicas addresses that an EndpointSlice accepts
 // (it refuses loopback and link-local ones) without touching the machine's own network.
 //
-// The lab creates a network namespace and a veth pair: one end inside the namespace carries
-// every replica's address, the other end stays in the lab's own namespace with one address of
-// the same /24, so that clients on this machine (the balancer, tests, bulkhead, the emulator)
-// reach each replica at the address the default/kubernetes EndpointSlice lists. Nothing else
-// is routed: the namespace has no default route and no other interface, so no packet of the
-// lab reaches or leaves through the machine's interfaces.
+// Each replica gets a network namespace of its own, as a replica on its own machine has (its
+// process_network_transmit_bytes_total counts its own traffic only), joined to the lab's
+// namespace by a veth pair: the inner end carries the replica's address, .11 + i of the lab's
+// /24; the outer end carries .1 of the same /24, as a /32, with a /32 route to the replica
+// through it, so that clients on this machine (the balancer, tests, bulkhead, the emulator)
+// reach each replica at the address the default/kubernetes EndpointSlice lists, from .1.
+// Nothing else is routed: the namespaces have no default route and no other interface, so no
+// packet of the lab reaches or leaves through the machine's interfaces.
 //
 // The /24 is taken from 198.18.0.0/15, the range RFC 2544 reserves for benchmarking networks:
 // never routed on the internet and unlikely on a machine's own links. A /24 that any route or
-// address of this machine overlaps is skipped, and so is one another running lab holds (its
-// host interface, named after the /24, exists): the name is the claim.
+// address of this machine overlaps is skipped, and so is one another running lab holds (the
+// outer end of its first replica's link, named after the /24, exists): the name is the claim.
 //
-// The namespace has no name in /var/run/netns: it lives as long as this process holds its
-// handle or a replica runs inside it, so a lab killed with SIGKILL leaves none behind (its
-// replicas die with it, see component), and the kernel then deletes the veth pair with it.
+// The namespaces have no name in /var/run/netns: each lives as long as this process holds its
+// handle or its replica runs inside it, so a lab killed with SIGKILL leaves none behind (its
+// replicas die with it, see component), and the kernel then deletes the veth pairs with them.
 type replicaNetwork struct {
-	ns   netns.NsHandle
-	link string
-	// subnet is the lab's /24; host is its address on the host end; replicas follow from .11.
+	// namespaces and links are per replica: its namespace and the outer end of its veth pair.
+	namespaces []netns.NsHandle
+	links      []string
+	// subnet is the lab's /24; host is .1, the outer ends' address; replicas follow from .11.
 	subnet netip.Prefix
 	host   netip.Addr
-	// inode identifies the namespace ("net:[4026532...]"), for status and leak checks.
-	inode string
+	// inodes identify the namespaces ("net:[4026532...]"), for status and leak checks.
+	inodes []string
 }
 
 // replicaPort is every replica's secure port, as in a production control plane: the
@@ -49,25 +53,93 @@ const replicaPort = 6443
 
 var labSupernet = netip.MustParsePrefix("198.18.0.0/15")
 
-// newReplicaNetwork creates the namespace and links, with addresses for replicas replicas.
+// newReplicaNetwork creates a namespace and a link for each of replicas replicas.
 func newReplicaNetwork(replicas int) (*replicaNetwork, error) {
-	ns, err := newNamespace(unix.CLONE_NEWNET, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--apiservers %d needs its own network namespace (run as root): %w", replicas, err)
-	}
-	n := &replicaNetwork{ns: ns}
+	n := &replicaNetwork{}
 	fail := func(err error) (*replicaNetwork, error) {
 		if cerr := n.close(); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 		return nil, err
 	}
-	if n.inode, err = os.Readlink(fmt.Sprintf("/proc/self/fd/%d", int(ns))); err != nil {
-		return fail(fmt.Errorf("replica network namespace: %w", err))
+	for range replicas {
+		ns, err := newNamespace(unix.CLONE_NEWNET, nil)
+		if err != nil {
+			return fail(fmt.Errorf("--apiservers %d needs network namespaces of its own (run as root): %w", replicas, err))
+		}
+		n.namespaces = append(n.namespaces, ns)
+		inode, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", int(ns)))
+		if err != nil {
+			return fail(fmt.Errorf("replica network namespace: %w", err))
+		}
+		n.inodes = append(n.inodes, inode)
 	}
-	inside, err := netlink.NewHandleAt(ns)
+	inUse, err := prefixesInUse()
 	if err != nil {
-		return fail(fmt.Errorf("netlink in the replica network namespace: %w", err))
+		return fail(err)
+	}
+	outside, err := netlink.NewHandle()
+	if err != nil {
+		return fail(fmt.Errorf("netlink: %w", err))
+	}
+	defer outside.Close()
+	for number, subnet := range freeSubnets(inUse) {
+		claimed, err := n.link(outside, 0, fmt.Sprintf("bhlab%d", number))
+		if err != nil {
+			return fail(err)
+		}
+		if claimed {
+			n.subnet, n.host = subnet, subnet.Addr().Next()
+			break
+		}
+	}
+	if !n.subnet.IsValid() {
+		return fail(fmt.Errorf("no free /24 in %s for the replica network: every one is in use by this machine or another lab", labSupernet))
+	}
+	for i := 1; i < replicas; i++ {
+		if _, err := n.link(outside, i, fmt.Sprintf("%sr%d", n.links[0], i)); err != nil {
+			return fail(err)
+		}
+	}
+	for i := range replicas {
+		if err := n.configure(outside, i); err != nil {
+			return fail(err)
+		}
+	}
+	return n, nil
+}
+
+// link creates replica i's veth pair, its outer end named name; false when the name exists.
+func (n *replicaNetwork) link(h *netlink.Handle, i int, name string) (bool, error) {
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: replicaLinkName, PeerNamespace: netlink.NsFd(int(n.namespaces[i]))}
+	err := h.LinkAdd(veth)
+	if errors.Is(err, unix.EEXIST) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("create the veth pair %s of replica %d: %w", name, i, err)
+	}
+	n.links = append(n.links, name)
+	return true, nil
+}
+
+// configure gives replica i's link its addresses and route and brings both ends up.
+func (n *replicaNetwork) configure(outside *netlink.Handle, i int) error {
+	replica := n.replica(i)
+	host, err := outside.LinkByName(n.links[i])
+	if err != nil {
+		return fmt.Errorf("replica network link %s: %w", n.links[i], err)
+	}
+	if err := configureLink(outside, host, netip.PrefixFrom(n.host, 32)); err != nil {
+		return fmt.Errorf("replica network link %s: %w", n.links[i], err)
+	}
+	route := &netlink.Route{LinkIndex: host.Attrs().Index, Dst: &net.IPNet{IP: replica.AsSlice(), Mask: net.CIDRMask(32, 32)}, Scope: netlink.SCOPE_LINK}
+	if err := outside.RouteAdd(route); err != nil {
+		return fmt.Errorf("route to replica %d at %s: %w", i, replica, err)
+	}
+	inside, err := netlink.NewHandleAt(n.namespaces[i])
+	if err != nil {
+		return fmt.Errorf("netlink in replica %d's network namespace: %w", i, err)
 	}
 	defer inside.Close()
 	lo, err := inside.LinkByName("lo")
@@ -75,64 +147,20 @@ func newReplicaNetwork(replicas int) (*replicaNetwork, error) {
 		err = inside.LinkSetUp(lo)
 	}
 	if err != nil {
-		return fail(fmt.Errorf("loopback of the replica network namespace: %w", err))
-	}
-	if err := n.claimSubnet(); err != nil {
-		return fail(err)
-	}
-
-	outside, err := netlink.NewHandle()
-	if err != nil {
-		return fail(fmt.Errorf("netlink: %w", err))
-	}
-	defer outside.Close()
-	host, err := outside.LinkByName(n.link)
-	if err != nil {
-		return fail(fmt.Errorf("replica network link %s: %w", n.link, err))
-	}
-	if err := configureLink(outside, host, []netip.Addr{n.host}); err != nil {
-		return fail(fmt.Errorf("replica network link %s: %w", n.link, err))
+		return fmt.Errorf("loopback of replica %d's network namespace: %w", i, err)
 	}
 	peer, err := inside.LinkByName(replicaLinkName)
 	if err != nil {
-		return fail(fmt.Errorf("replica network link %s: %w", replicaLinkName, err))
+		return fmt.Errorf("link %s of replica %d: %w", replicaLinkName, i, err)
 	}
-	addrs := make([]netip.Addr, replicas)
-	for i := range addrs {
-		addrs[i] = n.replica(i)
+	if err := configureLink(inside, peer, netip.PrefixFrom(replica, n.subnet.Bits())); err != nil {
+		return fmt.Errorf("link %s of replica %d: %w", replicaLinkName, i, err)
 	}
-	if err := configureLink(inside, peer, addrs); err != nil {
-		return fail(fmt.Errorf("replica network link %s: %w", replicaLinkName, err))
-	}
-	return n, nil
+	return nil
 }
 
 // replicaLinkName is the namespace's end of the veth pair.
 const replicaLinkName = "eth0"
-
-// claimSubnet picks the first /24 of labSupernet that no route or address of this machine
-// overlaps and creates the veth pair named after it; a name that exists belongs to another lab.
-func (n *replicaNetwork) claimSubnet() error {
-	inUse, err := prefixesInUse()
-	if err != nil {
-		return err
-	}
-	for i, subnet := range freeSubnets(inUse) {
-		name := fmt.Sprintf("bhlab%d", i)
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: replicaLinkName, PeerNamespace: netlink.NsFd(int(n.ns))}
-		err := netlink.LinkAdd(veth)
-		if errors.Is(err, unix.EEXIST) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("create the replica network's veth pair %s: %w", name, err)
-		}
-		n.link, n.subnet = name, subnet
-		n.host = subnet.Addr().Next()
-		return nil
-	}
-	return fmt.Errorf("no free /24 in %s for the replica network: every one is in use by this machine or another lab", labSupernet)
-}
 
 // prefixesInUse lists the IPv4 destinations of every route (all tables) and every address of
 // this machine's network namespace; default routes are left out, since they overlap everything.
@@ -194,19 +222,17 @@ func freeSubnets(inUse []netip.Prefix) iter.Seq2[int, netip.Prefix] {
 }
 
 // configureLink turns off IPv6 address generation (the lab needs no link-local addresses),
-// adds addrs within the lab's /24 and brings the link up.
-func configureLink(h *netlink.Handle, link netlink.Link, addrs []netip.Addr) error {
+// adds addr and brings the link up.
+func configureLink(h *netlink.Handle, link netlink.Link, addr netip.Prefix) error {
 	if err := h.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
 		return fmt.Errorf("turn off IPv6 address generation: %w", err)
 	}
-	for _, a := range addrs {
-		addr, err := netlink.ParseAddr(netip.PrefixFrom(a, 24).String())
-		if err != nil {
-			return err
-		}
-		if err := h.AddrAdd(link, addr); err != nil {
-			return fmt.Errorf("add %s: %w", a, err)
-		}
+	a, err := netlink.ParseAddr(addr.String())
+	if err != nil {
+		return err
+	}
+	if err := h.AddrAdd(link, a); err != nil {
+		return fmt.Errorf("add %s: %w", addr, err)
 	}
 	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("set up: %w", err)
@@ -221,22 +247,24 @@ func (n *replicaNetwork) replica(i int) netip.Addr {
 	return netip.AddrFrom4(a)
 }
 
-// close deletes the veth pair (both ends go together) and drops the namespace handle; the
-// namespace itself goes when its last replica has exited.
+// close deletes the veth pairs (both ends go together) and drops the namespace handles; each
+// namespace itself goes when its replica has exited.
 func (n *replicaNetwork) close() error {
 	var errs []error
-	if n.link != "" {
-		link, err := netlink.LinkByName(n.link)
+	for _, name := range n.links {
+		link, err := netlink.LinkByName(name)
 		if err == nil {
 			err = netlink.LinkDel(link)
 		}
 		var notFound netlink.LinkNotFoundError
 		if err != nil && !errors.As(err, &notFound) {
-			errs = append(errs, fmt.Errorf("delete replica network link %s: %w", n.link, err))
+			errs = append(errs, fmt.Errorf("delete replica network link %s: %w", name, err))
 		}
 	}
-	if err := n.ns.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("close replica network namespace: %w", err))
+	for _, ns := range n.namespaces {
+		if err := ns.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close replica network namespace: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

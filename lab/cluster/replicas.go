@@ -23,8 +23,8 @@ import (
 )
 
 // apiserverReplica is one kube-apiserver process. With one replica it listens on 127.0.0.1 and
-// is the kubeconfig's server; with more, each listens on its own address inside the lab's
-// network namespace, with its own hostname (so its own identity lease), serving certificate,
+// is the kubeconfig's server; with more, each listens on its own address inside a network
+// namespace of its own, with its own hostname (so its own identity lease), serving certificate,
 // /metrics, APF seats and, with limits, its own cgroup.
 type apiserverReplica struct {
 	index int
@@ -80,7 +80,7 @@ func (l *lab) newReplicas(ctx context.Context, etcdURL string) ([]*apiserverRepl
 		logPath := filepath.Join(l.dir, r.name()+".log")
 		r.proc = newComponent("kube-apiserver", logPath, l.apiserverArgs(etcdURL, host, port, servingName))
 		if l.network != nil {
-			namespaces := map[int]netns.NsHandle{unix.CLONE_NEWNET: l.network.ns, unix.CLONE_NEWUTS: r.uts}
+			namespaces := map[int]netns.NsHandle{unix.CLONE_NEWNET: l.network.namespaces[i], unix.CLONE_NEWUTS: r.uts}
 			r.proc.spawn = func(start func() error) error { return within(namespaces, start) }
 		}
 		if l.opts.APIServerMemoryLimit > 0 || l.opts.APIServerCPUs > 0 {

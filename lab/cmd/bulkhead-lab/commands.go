@@ -35,10 +35,10 @@ func newUpCommand() *cobra.Command {
 --nodes × --pods-per-node filler pods; print one "bulkhead-lab: ready" line with the admin
 kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.
 
-With --apiservers N > 1 (needs root), N kube-apiserver replicas share etcd, each on its own
-address inside a network namespace the lab creates, behind the lab's TCP load balancer on
-127.0.0.1 (the kubeconfig's server; connection-level round robin); the default/kubernetes
-EndpointSlice lists them.`,
+With --apiservers N > 1 (needs root), N kube-apiserver replicas share etcd, each at its own
+address in a network namespace of its own that the lab creates, behind the lab's TCP load
+balancer on 127.0.0.1 (the kubeconfig's server; connection-level round robin); the
+default/kubernetes EndpointSlice lists them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if memoryLimit != "" {
