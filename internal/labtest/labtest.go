@@ -56,8 +56,8 @@ type Lab struct {
 	// replicas are the apiserver replicas when there are several; metrics are read from each.
 	replicas []ReplicaStatus
 	cmd      *exec.Cmd
-	exited  chan struct{}
-	ownsDir bool
+	exited   chan struct{}
+	ownsDir  bool
 }
 
 // Binary returns the path of bulkhead-lab: $BULKHEAD_LAB_BIN, or bin/bulkhead-lab at the root
