@@ -28,6 +28,8 @@ import (
 // /metrics, APF seats and, with limits, its own cgroup.
 type apiserverReplica struct {
 	index int
+	// several is true when the lab runs more than one replica.
+	several bool
 	// address is host:port, where the replica listens and clients reach it directly.
 	address string
 	proc    *component
@@ -45,7 +47,7 @@ type apiserverReplica struct {
 }
 
 func (r *apiserverReplica) name() string {
-	if r.uts == netns.None() {
+	if !r.several {
 		return "kube-apiserver"
 	}
 	return "kube-apiserver-" + strconv.Itoa(r.index)
@@ -55,7 +57,7 @@ func (r *apiserverReplica) name() string {
 func (l *lab) newReplicas(ctx context.Context, etcdURL string) ([]*apiserverReplica, error) {
 	replicas := make([]*apiserverReplica, l.opts.APIServers)
 	for i := range replicas {
-		r := &apiserverReplica{index: i, uts: netns.None()}
+		r := &apiserverReplica{index: i, several: l.network != nil, uts: netns.None()}
 		replicas[i] = r
 		host := "127.0.0.1"
 		port := l.port
