@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -48,6 +47,9 @@ func TestWatchSurvivesTheLossOfItsAPIServerReplica(t *testing.T) {
 			t.Logf("bulkhead dns log:\n%s", readTail(logPath))
 		}
 	}()
+	if err := waitAnswering(addr, "svc-000.lab.svc.cluster.local."); err != nil {
+		t.Fatal(err)
+	}
 	want := agreedAddresses(t, ha, addr)
 	names := make([]string, 0, len(want))
 	for name := range want {
@@ -146,15 +148,9 @@ func TestWatchSurvivesTheLossOfItsAPIServerReplica(t *testing.T) {
 }
 
 func readTail(path string) string {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return err.Error()
 	}
-	defer f.Close()
-	var lines []string
-	scanner := bufio.NewScanner(f)
-	for scanner.Scan() {
-		lines = append(lines, scanner.Text())
-	}
-	return strings.Join(lines[max(0, len(lines)-40):], "\n")
+	return string(b[max(0, len(b)-4000):])
 }

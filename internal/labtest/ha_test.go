@@ -52,6 +52,10 @@ func TestThreeAPIServersBehindTheBalancer(t *testing.T) {
 	if len(st.Replicas) != haReplicas || st.Network == nil {
 		t.Fatalf("status lists %d replicas and network %+v, want %d replicas in a network of the lab's", len(st.Replicas), st.Network, haReplicas)
 	}
+	// Each replica has its memory limit in a cgroup of its own.
+	if cgroups := labCgroups(t, st.SupervisorPID); len(cgroups) < haReplicas {
+		t.Fatalf("the lab's cgroups are %v, want one per replica at least", cgroups)
+	}
 	namespaces := map[string]bool{}
 	for _, r := range st.Replicas {
 		if r.Namespace == "" || r.Link == "" || namespaces[r.Namespace] {
@@ -98,12 +102,7 @@ func TestThreeAPIServersBehindTheBalancer(t *testing.T) {
 			t.Errorf("network namespace %s of %s is still held after SIGTERM by %v", r.Namespace, r.Name, holders)
 		}
 	}
-	cgroups, err := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/*bulkhead-lab-%d-*", st.SupervisorPID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nested, _ := filepath.Glob(fmt.Sprintf("/sys/fs/cgroup/*/*/*bulkhead-lab-%d-*", st.SupervisorPID))
-	if left := append(cgroups, nested...); len(left) > 0 {
+	if left := labCgroups(t, st.SupervisorPID); len(left) > 0 {
 		t.Errorf("cgroups left after SIGTERM: %v", left)
 	}
 	// Only the balancer is dialled: with the lab's links gone, a replica's address would be
@@ -354,6 +353,28 @@ func ifaceHasAddress(t *testing.T, ip netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// labCgroups lists the cgroups the lab with supervisor pid made (bulkhead-lab-<pid>-…),
+// wherever they are below /sys/fs/cgroup.
+func labCgroups(t *testing.T, pid int) []string {
+	t.Helper()
+	prefix := fmt.Sprintf("bulkhead-lab-%d-", pid)
+	var out []string
+	err := filepath.WalkDir("/sys/fs/cgroup", func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), prefix) {
+			out = append(out, path)
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // namespaceHolders lists the processes in, or holding a handle of, the namespace net:[inode].
