@@ -190,19 +190,14 @@ func prefixesInUse() ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func toPrefix(ip []byte, mask []byte) (netip.Prefix, bool) {
+func toPrefix(ip net.IP, mask net.IPMask) (netip.Prefix, bool) {
 	addr, ok := netip.AddrFromSlice(ip)
 	if !ok {
 		return netip.Prefix{}, false
 	}
 	ones := 32
 	if mask != nil {
-		ones = 0
-		for _, b := range mask {
-			for ; b != 0; b <<= 1 {
-				ones++
-			}
-		}
+		ones, _ = mask.Size()
 	}
 	return netip.PrefixFrom(addr.Unmap(), ones).Masked(), true
 }
