@@ -171,36 +171,61 @@ func testReplicasAreDiscoverable(t *testing.T, ha *labtest.Lab, st labtest.Statu
 
 func testEveryReplicaServesItsOwnMetrics(t *testing.T, ha *labtest.Lab, st labtest.Status) {
 	ctx := context.Background()
-	starts := map[float64]string{}
-	for _, r := range st.Replicas {
+	clients := make([]kubernetes.Interface, len(st.Replicas))
+	for i, r := range st.Replicas {
 		c, err := kubernetes.NewForConfig(ha.ReplicaConfig(r))
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := c.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		clients[i] = c
+	}
+	// metrics reads one replica's /metrics: its APF seats, and the namespace GETs it served.
+	metrics := func(i int) (seats, namespaceGets float64) {
+		raw, err := clients[i].CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 		if err != nil {
-			t.Errorf("%s /metrics: %v", r.Name, err)
-			continue
+			t.Fatalf("%s /metrics: %v", st.Replicas[i].Name, err)
 		}
 		parser := expfmt.NewTextParser(model.UTF8Validation)
 		families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
 		if err != nil {
-			t.Fatalf("%s /metrics: %v", r.Name, err)
+			t.Fatalf("%s /metrics: %v", st.Replicas[i].Name, err)
 		}
-		seats := 0.0
 		for _, m := range families["apiserver_flowcontrol_nominal_limit_seats"].GetMetric() {
 			seats += m.GetGauge().GetValue()
 		}
+		for _, m := range families["apiserver_request_total"].GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["verb"] == "GET" && labels["resource"] == "namespaces" {
+				namespaceGets += m.GetCounter().GetValue()
+			}
+		}
+		return seats, namespaceGets
+	}
+	before := make([]float64, len(clients))
+	for i, r := range st.Replicas {
+		seats, gets := metrics(i)
 		// Each replica has all of --max-requests-inflight + --max-mutating-requests-inflight
 		// (levels' shares round up, so a few more).
 		if seats < 600 || seats > 620 {
 			t.Errorf("%s: APF nominal seats sum to %.0f, want its own 600", r.Name, seats)
 		}
-		start := families["process_start_time_seconds"].GetMetric()[0].GetGauge().GetValue()
-		if other, dup := starts[start]; dup {
-			t.Errorf("%s and %s report the same process start time: one process behind two addresses?", r.Name, other)
+		before[i] = gets
+	}
+	// Requests sent to one replica show on its /metrics alone.
+	const gets = 20
+	for range gets {
+		if _, err := clients[0].CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{}); err != nil {
+			t.Fatal(err)
 		}
-		starts[start] = r.Name
+	}
+	for i, r := range st.Replicas {
+		_, after := metrics(i)
+		if delta := after - before[i]; (i == 0) != (delta >= gets) {
+			t.Errorf("%s counted %.0f namespace GETs while %d went to %s", r.Name, delta, gets, st.Replicas[0].Name)
+		}
 	}
 	// Each replica holds an identity lease of its own, named after its own hostname.
 	leases, err := ha.Client.CoordinationV1().Leases("kube-system").List(ctx, metav1.ListOptions{LabelSelector: "apiserver.kubernetes.io/identity=kube-apiserver"})
