@@ -459,7 +459,8 @@ func SLOSeconds(verb, scope string) float64 {
 // Analyze computes the Reading between two snapshots of the same cluster. It is a pure function:
 // replicas are matched by name; a replica only in cur is ReplicaNew (gauges, no rates), one only
 // in prev is ReplicaGone, one whose process start time changed is ReplicaRestarted (its counters
-// count from the restart), and one whose cur scrape failed is ReplicaUnreachable.
+// count from the restart), and one whose cur scrape failed is ReplicaUnreachable. Coverage counts
+// the replicas the sums include.
 func Analyze(prev, cur Snapshot) Reading {
 	before := map[string]ReplicaScrape{}
 	for _, r := range prev.Replicas {
@@ -478,6 +479,7 @@ func Analyze(prev, cur Snapshot) Reading {
 	}
 	for _, c := range cur.Replicas {
 		seen[c.Replica] = true
+		reading.Coverage.Replicas++
 		status := ReplicaStatus{Replica: c.Replica, ScrapedBytes: c.Bytes, ScrapeSeconds: c.Duration.Seconds()}
 		if c.Err != nil {
 			status.State, status.Error = ReplicaUnreachable, c.Err.Error()
@@ -504,6 +506,10 @@ func Analyze(prev, cur Snapshot) Reading {
 			widen(from, c.Taken)
 		} else {
 			widen(time.Time{}, c.Taken)
+		}
+		reading.Coverage.Read++
+		if prevSeries != nil {
+			reading.Coverage.Rated++
 		}
 		delta := replicaDelta(prevSeries, curSeries, seconds)
 		total.add(delta)

@@ -84,15 +84,15 @@ func addresses(m *miekgdns.Msg) string {
 	return strings.Join(out, ",")
 }
 
-// expectedAddresses computes from the API what the A query of every lab service must answer.
-func expectedAddresses(t *testing.T) map[string]string {
+// expectedAddresses computes from l's API what the A query of every lab service must answer.
+func expectedAddresses(t *testing.T, l *labtest.Lab) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	svcs, err := lab.Client.CoreV1().Services("lab").List(ctx, metav1.ListOptions{})
+	svcs, err := l.Client.CoreV1().Services("lab").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, err := lab.Client.DiscoveryV1().EndpointSlices("lab").List(ctx, metav1.ListOptions{})
+	eps, err := l.Client.DiscoveryV1().EndpointSlices("lab").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,13 +128,13 @@ func expectedAddresses(t *testing.T) map[string]string {
 	return want
 }
 
-// agreedAddresses waits until bulkhead dns at addr answers every lab service as the API
+// agreedAddresses waits until bulkhead dns at addr answers every lab service as l's API
 // describes it (endpoints move while pods settle) and returns those answers.
-func agreedAddresses(t *testing.T, addr string) map[string]string {
+func agreedAddresses(t *testing.T, l *labtest.Lab, addr string) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		want := expectedAddresses(t)
+		want := expectedAddresses(t, l)
 		var diffs []string
 		for name, addrs := range want {
 			for _, network := range []string{"udp", "tcp"} {
@@ -161,7 +161,7 @@ func TestEveryLabServiceIsAnsweredAsTheAPIDescribesIt(t *testing.T) {
 	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
 	defer n.Stop()
 	waitReady(t, n)
-	want := agreedAddresses(t, n.DNSAddr())
+	want := agreedAddresses(t, lab, n.DNSAddr())
 	headless := 0
 	for _, addrs := range want {
 		if strings.Contains(addrs, ",") {
@@ -276,6 +276,61 @@ func freeAddr(t testing.TB) string {
 	return ""
 }
 
+// drill keeps looking names up at addr over UDP and TCP, each every 5 ms, and counts the answers
+// that are not what want says, until stop.
+type drill struct {
+	queries, failures atomic.Int64
+	mu                sync.Mutex
+	failed            []string
+	stop              func()
+}
+
+func startDrill(addr string, names []string, want map[string]string, lookup func(addr, network, name string) (*miekgdns.Msg, error)) *drill {
+	d := &drill{}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, network := range []string{"udp", "tcp"} {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				name := names[i%len(names)]
+				m, err := lookup(addr, network, name)
+				d.queries.Add(1)
+				if err != nil || addresses(m) != want[name] {
+					d.failures.Add(1)
+					got := fmt.Sprint(err)
+					if m != nil {
+						got = addresses(m)
+					}
+					d.mu.Lock()
+					if len(d.failed) < 10 {
+						d.failed = append(d.failed, fmt.Sprintf("%s %s over %s: %s", time.Now().Format("15:04:05.000"), name, network, got))
+					}
+					d.mu.Unlock()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	d.stop = sync.OnceFunc(func() { close(done); wg.Wait() })
+	return d
+}
+
+// check fails t when a lookup failed or too few were made to mean anything; call it after stop.
+func (d *drill) check(t *testing.T) {
+	t.Helper()
+	if d.failures.Load() != 0 {
+		t.Fatalf("failed lookups:\n%s", strings.Join(d.failed, "\n"))
+	}
+	if d.queries.Load() < 1000 {
+		t.Fatalf("only %d lookups: the drill did not exercise the server", d.queries.Load())
+	}
+}
+
 // stubClient queries the way glibc's stub does with "options timeout:1 attempts:2": a lookup
 // fails only when both attempts fail. It keeps count of first attempts that failed.
 type stubClient struct {
@@ -315,7 +370,7 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	if err := waitAnswering(core.addr, "kubernetes.default.svc.cluster.local."); err != nil {
 		t.Logf("CoreDNS did not start before the outage (%v); its part of the drill shows nothing:\n%s", err, core.logTail())
 	}
-	want := agreedAddresses(t, first.DNSAddr())
+	want := agreedAddresses(t, lab, first.DNSAddr())
 	// Wait until the snapshot on disk holds every lab service.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -329,51 +384,12 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	}
 
 	var client stubClient
-	var queries, failures atomic.Int64
-	var failMu sync.Mutex
-	var failed []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	names := make([]string, 0, len(want))
 	for name := range want {
 		names = append(names, name)
 	}
-	for w := range 2 {
-		wg.Go(func() {
-			network := []string{"udp", "tcp"}[w]
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := names[i%len(names)]
-				m, err := client.lookup(addr, network, name)
-				queries.Add(1)
-				if err != nil || addresses(m) != want[name] {
-					failures.Add(1)
-					failMu.Lock()
-					if len(failed) < 10 {
-						got := fmt.Sprint(err)
-						if m != nil {
-							got = addresses(m)
-						}
-						failed = append(failed, fmt.Sprintf("%s %s over %s: %s", time.Now().Format("15:04:05.000"), name, network, got))
-					}
-					failMu.Unlock()
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
-	}
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}()
+	drill := startDrill(addr, names, want, client.lookup)
+	defer drill.stop()
 
 	time.Sleep(time.Second)
 	if err := lab.Ctl(ctx, "apiserver", "stop"); err != nil {
@@ -440,17 +456,11 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	defer lab.Client.CoreV1().Services("default").Delete(ctx, svc.Name, metav1.DeleteOptions{})
 	took := pollUntil(t, addr, "e2e-after-outage.default.svc.cluster.local.", svc.Spec.ClusterIP, time.Minute)
 	t.Logf("after the API server came back, a new Service was answered %v after its creation (%v after start)", took, time.Since(back))
-	close(stop)
-	wg.Wait()
+	drill.stop()
 	t.Logf("%d lookups of %d names across an API server outage and a restart; %d failed; %d first attempts failed and were retried",
-		queries.Load(), len(names), failures.Load(), client.retried.Load())
+		drill.queries.Load(), len(names), drill.failures.Load(), client.retried.Load())
 	if len(client.first) > 0 {
 		t.Logf("first retried attempts:\n%s", strings.Join(client.first, "\n"))
 	}
-	if failures.Load() != 0 {
-		t.Fatalf("failed lookups:\n%s", strings.Join(failed, "\n"))
-	}
-	if queries.Load() < 1000 {
-		t.Fatalf("only %d lookups: the drill did not exercise the server", queries.Load())
-	}
+	drill.check(t)
 }

@@ -198,6 +198,7 @@ func TestUpRejectsBadInputAndStartsNothing(t *testing.T) {
 		{"negative nodes", []string{"--nodes", "-5"}, "--nodes must be at least 1, got -5"},
 		{"dir under a file", []string{"--dir", filepath.Join(notADir, "lab")}, "--dir " + filepath.Join(notADir, "lab")},
 		{"port in use", []string{"--port", busyPort}, "port " + busyPort + " on 127.0.0.1 is not available"},
+		{"no apiserver", []string{"--apiservers", "0"}, "--apiservers must be between 1 and 9, got 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
