@@ -349,7 +349,10 @@ func TestAnswersUntilShutdownEndsWhileTheAPIServerIsDown(t *testing.T) {
 			// The servers close as the last act of shutdown; Stop returns right after. A query
 			// that lands in between is refused: it must be followed by the end of Stop.
 			select {
-			case <-stopped:
+			case err := <-stopped:
+				if err != nil {
+					t.Fatalf("stop: %v", err)
+				}
 				done = true
 				continue
 			case <-time.After(time.Second):
