@@ -15,7 +15,7 @@ import (
 
 func completed(t *testing.T, name string, phase state.Phase, history ...state.WaveRecord) *appsv1.DaemonSet {
 	t.Helper()
-	ds := withState(t, heldDaemonSet("agents", name), phase)
+	ds := withState(t, heldDaemonSet("agents", name), phase, true, state.Guard)
 	st, _, err := state.Decode(ds.Annotations)
 	if err != nil {
 		t.Fatal(err)

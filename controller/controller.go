@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -32,7 +31,6 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
-	"github.com/bulkhead-dev/bulkhead/controller/hold"
 )
 
 // Config is what the controller process is started with.
@@ -48,8 +46,9 @@ type Config struct {
 	LeaderElect                               bool
 	LeaseNamespace, LeaseName, Identity       string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
-	// Workers is how many rollouts may take a step at the same moment.
-	Workers int
+	// Workers is how many rollouts may take a step at the same moment; MaxRollouts how many
+	// may be under way at once (0: no limit).
+	Workers, MaxRollouts int
 	// Housekeeping is how often policy status and compartments are recomputed from the
 	// caches (writes happen only on change).
 	Housekeeping time.Duration
@@ -84,7 +83,9 @@ func Run(ctx context.Context, c Config) error {
 	apiservers := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(metav1.NamespaceDefault),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName + "=kubernetes" })).
 		Discovery().V1().EndpointSlices()
-	policyInformer := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0).ForResource(v1alpha1.Resource)
+	dynFactory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	policyInformer := dynFactory.ForResource(v1alpha1.Resource)
+	statusInformer := dynFactory.ForResource(v1alpha1.RolloutStatusResource)
 	policies := func() ([]*v1alpha1.RolloutPolicy, error) { return listPolicies(policyInformer.Lister()) }
 
 	var queue *Queue
@@ -99,13 +100,10 @@ func Run(ctx context.Context, c Config) error {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "bulkhead-controller"})
 
+	views := &statuses{dyn: dyn, lister: statusInformer.Lister()}
 	rec := &Reconciler{
 		Engine: c.Engine, DaemonSets: dsInformer.Lister(), Namespaces: nsInformer.Lister(), Policies: policies,
-		MarkAdopted: func(ctx context.Context, ds *appsv1.DaemonSet, revision string) error {
-			patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, hold.AdoptedRevisionAnnotation, revision)
-			_, err := client.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: hold.FieldManager})
-			return err
-		},
+		MaxRollouts: c.MaxRollouts, Status: views.sync,
 		Event: func(ds *appsv1.DaemonSet, warning bool, reason, message string) {
 			typ := corev1.EventTypeNormal
 			if warning {
@@ -179,7 +177,7 @@ func Run(ctx context.Context, c Config) error {
 	// The factory's informers are made before Start (it starts only those asked for); the
 	// filtered ones have factories of their own and run by themselves.
 	shared := []cache.SharedIndexInformer{dsInformer.Informer(), nsInformer.Informer(), plInformer.Informer()}
-	own := []cache.SharedIndexInformer{compartmentSchemas.Informer(), apiservers.Informer(), policyInformer.Informer()}
+	own := []cache.SharedIndexInformer{compartmentSchemas.Informer(), apiservers.Informer(), policyInformer.Informer(), statusInformer.Informer()}
 	factory.Start(ctx.Done())
 	var syncs []cache.InformerSynced
 	for _, inf := range own {

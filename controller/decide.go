@@ -16,7 +16,8 @@ type Action string
 const (
 	// None: nothing to do until the DaemonSet changes.
 	None Action = "none"
-	// Adopt: start a rollout of the DaemonSet's current template.
+	// Adopt: start a rollout of the DaemonSet's current template (superseding a rollout of an
+	// earlier one that is under way).
 	Adopt Action = "adopt"
 	// Step: a rollout the controller drives is under way.
 	Step Action = "step"
@@ -25,10 +26,13 @@ const (
 // Decide says what to do for a DaemonSet governed by policy (nil when no policy selects it
 // now). Pure: the reconciler feeds it what the informers hold.
 //
-// The controller drives only rollouts of DaemonSets admission holds (the held annotation):
-// a rollout started by `bulkhead rollout apply` belongs to that command. A held DaemonSet
-// whose policy is gone is still driven, with the product's defaults: releasing it would roll
-// it out unguarded.
+// The controller drives the rollouts of DaemonSets admission holds (the held annotation) and,
+// in observe mode, of those the DaemonSet controller rolls out by itself: a rollout started by
+// `bulkhead rollout apply` belongs to that command. A rollout records the revision of the
+// template it rolls out (state.State.Revision): a held DaemonSet whose template has another
+// one gets a new rollout, which supersedes the one under way (unless that one is rolling back:
+// it ends first). A held DaemonSet whose policy is gone is still driven, with the product's
+// defaults: releasing it would roll it out unguarded.
 func Decide(ds *appsv1.DaemonSet, policy *v1alpha1.RolloutPolicy) (Action, string, error) {
 	if ds.DeletionTimestamp != nil {
 		return None, "being deleted", nil
@@ -41,19 +45,30 @@ func Decide(ds *appsv1.DaemonSet, policy *v1alpha1.RolloutPolicy) (Action, strin
 	if err != nil {
 		return None, "", err
 	}
-	adopted := ds.Annotations[hold.AdoptedRevisionAnnotation]
+	ours := found && (st.Held || st.Observing())
+	under := found && !st.Terminal()
 
 	if hold.Held(ds) == "" {
-		if policy != nil && policy.EffectiveMode() == v1alpha1.Observe && rollingByItself(ds) && adopted != revision &&
-			(!found || st.Terminal()) {
+		switch {
+		case under && st.Observing() && st.Revision != revision:
+			return Adopt, fmt.Sprintf("observe: revision %s supersedes revision %s, observed by rollout %s", revision, st.Revision, st.ID), nil
+		case under && st.Observing():
+			return Step, fmt.Sprintf("observing rollout %s in phase %s", st.ID, st.Phase), nil
+		case under:
+			return None, "a rollout of bulkhead rollout apply", nil
+		case policy != nil && policy.EffectiveMode() == v1alpha1.Observe && rollingByItself(ds) && (!found || st.Revision != revision):
 			return Adopt, "observe: the DaemonSet controller is rolling out revision " + revision, nil
 		}
 		return None, "not held", nil
 	}
 	switch {
-	case found && !st.Terminal():
+	case under && ours && st.Revision != revision && st.Phase != state.RollingBack:
+		return Adopt, fmt.Sprintf("revision %s supersedes revision %s of rollout %s (phase %s)", revision, st.Revision, st.ID, st.Phase), nil
+	case under && ours:
 		return Step, fmt.Sprintf("rollout %s in phase %s", st.ID, st.Phase), nil
-	case found && adopted == revision:
+	case under:
+		return None, fmt.Sprintf("rollout %s belongs to bulkhead rollout apply", st.ID), nil
+	case found && st.Revision == revision:
 		return None, fmt.Sprintf("rollout %s of revision %s is over (%s); held until the template changes", st.ID, revision, st.Phase), nil
 	case policy == nil:
 		return Adopt, "held with no policy selecting it now: guarded with the product's defaults", nil

@@ -14,10 +14,17 @@ import (
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
-func withState(t *testing.T, ds *appsv1.DaemonSet, phase state.Phase) *appsv1.DaemonSet {
+// withState gives ds a rollout's state in phase: of its current template (the revision) unless
+// the template changes afterwards, the controller's when held, observing when mode says so.
+func withState(t *testing.T, ds *appsv1.DaemonSet, phase state.Phase, held bool, mode state.Mode) *appsv1.DaemonSet {
 	t.Helper()
+	rev, err := hold.Revision(ds.Spec.Template)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st, err := state.New(state.Start{ID: "r1", Kind: state.Create, WavesSpec: "100%", Targets: []int{1}, Eligible: 1, Soak: time.Minute,
-		Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 60}), Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"}, NodeLabel: "gate"}, time.Now())
+		Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 60}), Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"},
+		NodeLabel: "gate", Held: held, Mode: mode, Revision: rev}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,14 +43,10 @@ func withState(t *testing.T, ds *appsv1.DaemonSet, phase state.Phase) *appsv1.Da
 	return ds
 }
 
-func adoptedAt(t *testing.T, ds *appsv1.DaemonSet) *appsv1.DaemonSet {
-	t.Helper()
-	rev, err := hold.Revision(ds.Spec.Template)
-	if err != nil {
-		t.Fatal(err)
-	}
+// newTemplate is ds with a pod template of another revision.
+func newTemplate(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
 	ds = ds.DeepCopy()
-	ds.Annotations[hold.AdoptedRevisionAnnotation] = rev
+	ds.Spec.Template.Spec.Containers[0].Image = "agent:v2"
 	return ds
 }
 
@@ -55,10 +58,10 @@ func TestDecide(t *testing.T) {
 	free.Annotations = map[string]string{}
 	rolling := free.DeepCopy()
 	rolling.Generation, rolling.Status.ObservedGeneration = 2, 1
-	v2 := adoptedAt(t, withState(t, held, state.RolledBack))
-	v2.Spec.Template.Spec.Containers[0].Image = "agent:v2"
 	deleting := held.DeepCopy()
 	deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+	guarded := func(phase state.Phase) *appsv1.DaemonSet { return withState(t, held, phase, true, state.Guard) }
+	observed := func(phase state.Phase) *appsv1.DaemonSet { return withState(t, rolling, phase, false, state.Observe) }
 
 	tests := []struct {
 		name   string
@@ -69,14 +72,21 @@ func TestDecide(t *testing.T) {
 	}{
 		{"held, new", held, guard, Adopt, "under policy agents"},
 		{"held, no policy any more", held, nil, Adopt, "product's defaults"},
-		{"held, rollout under way", adoptedAt(t, withState(t, held, state.Soaking)), guard, Step, "phase Soaking"},
-		{"held, rolling back", adoptedAt(t, withState(t, held, state.RollingBack)), guard, Step, "phase RollingBack"},
-		{"held, halted, same template re-applied", adoptedAt(t, withState(t, held, state.RolledBack)), guard, None, "held until the template changes"},
-		{"held, halted, a new template", v2, guard, Adopt, "revision"},
+		{"held, rollout under way", guarded(state.Soaking), guard, Step, "phase Soaking"},
+		{"held, rolling back", guarded(state.RollingBack), guard, Step, "phase RollingBack"},
+		{"held, halted, same template re-applied", guarded(state.RolledBack), guard, None, "held until the template changes"},
+		{"held, halted, a new template", newTemplate(guarded(state.RolledBack)), guard, Adopt, "revision"},
+		{"held, a new template during the rollout", newTemplate(guarded(state.Soaking)), guard, Adopt, "supersedes"},
+		{"held, a new template during the rollback: the rollback ends first", newTemplate(guarded(state.RollingBack)), guard, Step, "phase RollingBack"},
+		{"held, a rollout of the CLI under way", withState(t, held, state.Rolling, false, state.Guard), guard, None, "bulkhead rollout apply"},
+		{"held after a rollout of the CLI, a new template", newTemplate(withState(t, held, state.Complete, false, state.Guard)), guard, Adopt, "revision"},
 		{"not held", free, guard, None, "not held"},
-		{"a rollout of the CLI", withState(t, free, state.Rolling), guard, None, "not held"},
+		{"a rollout of the CLI", withState(t, free, state.Rolling, false, state.Guard), guard, None, "bulkhead rollout apply"},
 		{"observe, rolling by itself", rolling, observe, Adopt, "observe"},
-		{"observe, already observed", adoptedAt(t, withState(t, rolling, state.Complete)), observe, None, "not held"},
+		{"observe, observing", observed(state.Soaking), observe, Step, "observing rollout r1"},
+		{"observe, a new template while observing", newTemplate(observed(state.Soaking)), observe, Adopt, "supersedes"},
+		{"observe, already observed", observed(state.Complete), observe, None, "not held"},
+		{"observe, an earlier revision observed", newTemplate(observed(state.Complete)), observe, Adopt, "observe"},
 		{"observe, at rest", free, observe, None, "not held"},
 		{"being deleted", deleting, guard, None, "being deleted"},
 	}
@@ -95,22 +105,5 @@ func TestDecideRefusesAnUnreadableState(t *testing.T) {
 	ds.Annotations[state.Annotation] = "{not json"
 	if _, _, err := Decide(ds, nil); err == nil || !strings.Contains(err.Error(), "agents/agent") {
 		t.Fatalf("error %v, want one naming the DaemonSet", err)
-	}
-}
-
-func TestReasonKind(t *testing.T) {
-	for reason, want := range map[string]string{
-		"SLO breached: GET resource p99 1.2s > 1s (80 requests)":                                                "slo",
-		"collateral damage: flow schema x (priority level y) is being rejected, 0.20/s (before the rollout: 0)": "collateral",
-		"1 of 2 new agents Ready after 3m, past the 3m allowed":                                                 "agents",
-		"200 agents would need 62 seats (95%: 23–101) against a budget of 59":                                   "budget",
-		"no usable steady-state measurement: 1 steady samples, want 3 after 3m":                                 "steady-data",
-		"soaking: 10s of 60s": "soaking",
-		"":                    "none",
-		"something new":       "other",
-	} {
-		if got := ReasonKind(reason); got != want {
-			t.Errorf("ReasonKind(%q) = %s, want %s", reason, got, want)
-		}
 	}
 }

@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"strings"
 	"sync"
 	"time"
 
@@ -41,7 +40,7 @@ const namespace = "bulkhead_controller"
 func NewMetrics(daemonSets appslisters.DaemonSetLister, queueLength func() int) *Metrics {
 	m := &Metrics{Registry: prometheus.NewRegistry()}
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "decisions_total",
-		Help: "Soak decisions by verdict (proceed, hold, halt) and the kind of their first reason."}, []string{"verdict", "reason"})
+		Help: "Soak decisions by verdict (proceed, hold, halt) and the kind of their first reason (analyze.ReasonKind)."}, []string{"verdict", "reason"})
 	m.steps = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "steps_total",
 		Help: "Rollout steps taken, by result (ok, error)."}, []string{"result"})
 	m.stepSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "step_duration_seconds",
@@ -77,11 +76,7 @@ func (m *Metrics) observeStep(res StepResult, err error, took time.Duration) {
 	m.steps.WithLabelValues("ok").Inc()
 	m.stepSeconds.Observe(took.Seconds())
 	if d := res.Decision; d != nil {
-		reason := ""
-		if len(d.Reasons) > 0 {
-			reason = d.Reasons[0]
-		}
-		m.decisions.WithLabelValues(string(d.Verdict), ReasonKind(reason)).Inc()
+		m.decisions.WithLabelValues(string(d.Verdict), string(d.Kind)).Inc()
 		if d.Verdict != analyze.Hold {
 			if rec := lastRecord(res.State); rec != nil && !rec.ReadyAt.IsZero() && rec.At.After(rec.ReadyAt) {
 				m.timeToDecision.Observe(rec.At.Sub(rec.ReadyAt).Seconds())
@@ -130,29 +125,6 @@ func lastRecord(st state.State) *state.WaveRecord {
 		return &st.History[n-1]
 	}
 	return nil
-}
-
-// ReasonKind classifies a decision's reason into a few stable label values. It reads the
-// sentence analyze wrote; "other" when it does not recognise it.
-func ReasonKind(reason string) string {
-	r := strings.ToLower(reason)
-	switch {
-	case r == "":
-		return "none"
-	case strings.HasPrefix(r, "slo breached"):
-		return "slo"
-	case strings.HasPrefix(r, "collateral damage"):
-		return "collateral"
-	case strings.Contains(r, "agents ready") || strings.HasPrefix(r, "waiting for agents"):
-		return "agents"
-	case strings.Contains(r, "budget"):
-		return "budget"
-	case strings.HasPrefix(r, "soaking"):
-		return "soaking"
-	case strings.Contains(r, "steady"):
-		return "steady-data"
-	}
-	return "other"
 }
 
 // rolloutCollector reports, at scrape time, rollouts by phase and each rollout's predicted

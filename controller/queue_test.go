@@ -36,6 +36,7 @@ type fakeEngine struct {
 	adopts, stepsTaken  map[string]int
 	inFlight, maxFlight int
 	keyInFlight         map[string]bool
+	maxUnderWay         int
 	overlapped          bool
 	adoptedWith         map[string]v1alpha1.Settings
 }
@@ -82,13 +83,25 @@ func (e *fakeEngine) Adopt(_ context.Context, ds *appsv1.DaemonSet, s v1alpha1.S
 	e.enter(key)
 	defer e.leave(key)
 	time.Sleep(time.Millisecond)
+	rev, err := hold.Revision(ds.Spec.Template)
+	if err != nil {
+		return state.State{}, err
+	}
 	st, err := state.New(state.Start{ID: "r-" + ds.Name, Kind: state.Create, WavesSpec: "100%", Targets: []int{1}, Eligible: 1,
-		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 60}), Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"}, NodeLabel: "gate"}, time.Now())
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 60}), Lane: state.Lane{FlowSchema: "l", PriorityLevel: "l"},
+		NodeLabel: "gate", Held: true, Revision: rev}, time.Now())
 	if err != nil {
 		return state.State{}, err
 	}
 	e.write(ds, st)
+	underWay := 0
+	for _, obj := range e.store.List() {
+		if st, found, _ := state.Decode(obj.(*appsv1.DaemonSet).Annotations); found && !st.Terminal() {
+			underWay++
+		}
+	}
 	e.mu.Lock()
+	e.maxUnderWay = max(e.maxUnderWay, underWay)
 	e.adopts[key]++
 	e.adoptedWith[key] = s
 	e.mu.Unlock()
@@ -129,7 +142,7 @@ func heldDaemonSet(ns, name string) *appsv1.DaemonSet {
 }
 
 // harness wires a reconciler and a queue to stores, as the controller wires them to informers.
-func harness(t *testing.T, engine func(cache.Indexer) *fakeEngine, policies []*v1alpha1.RolloutPolicy, objs ...*appsv1.DaemonSet) (*fakeEngine, *Queue, cache.Indexer) {
+func harness(t *testing.T, engine func(cache.Indexer) *fakeEngine, policies []*v1alpha1.RolloutPolicy, objs ...*appsv1.DaemonSet) (*fakeEngine, *Queue, cache.Indexer, *Reconciler) {
 	t.Helper()
 	dsStore := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc})
 	nsStore := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
@@ -143,15 +156,10 @@ func harness(t *testing.T, engine func(cache.Indexer) *fakeEngine, policies []*v
 	r := &Reconciler{
 		Engine: e, DaemonSets: appslisters.NewDaemonSetLister(dsStore), Namespaces: corelisters.NewNamespaceLister(nsStore),
 		Policies: func() ([]*v1alpha1.RolloutPolicy, error) { return policies, nil },
-		MarkAdopted: func(_ context.Context, ds *appsv1.DaemonSet, revision string) error {
-			obj, _, _ := dsStore.GetByKey(ds.Namespace + "/" + ds.Name)
-			cur := obj.(*appsv1.DaemonSet).DeepCopy()
-			cur.Annotations[hold.AdoptedRevisionAnnotation] = revision
-			return dsStore.Update(cur)
-		},
+		WaitingRequeue: 5 * time.Millisecond,
 		Metrics: NewMetrics(appslisters.NewDaemonSetLister(dsStore), nil),
 	}
-	return e, NewQueue(r.Reconcile, 5*time.Millisecond, 50*time.Millisecond, nil), dsStore
+	return e, NewQueue(r.Reconcile, 5*time.Millisecond, 50*time.Millisecond, nil), dsStore, r
 }
 
 func runUntil(t *testing.T, q *Queue, workers int, keys []string, done func() bool) {
@@ -179,7 +187,7 @@ func runUntil(t *testing.T, q *Queue, workers int, keys []string, done func() bo
 func TestAHeldDaemonSetIsAdoptedOnceAndSteppedToItsEnd(t *testing.T) {
 	policy := &v1alpha1.RolloutPolicy{ObjectMeta: metav1.ObjectMeta{Name: "agents"},
 		Spec: v1alpha1.RolloutPolicySpec{Namespaces: []string{"agents"}, Waves: []string{"1%", "100%"}, Soak: "30s", Budget: map[string]string{"seats": "10%", "cpu": "25%"}}}
-	e, q, _ := harness(t, func(s cache.Indexer) *fakeEngine { return newFakeEngine(s, 4, 10*time.Millisecond) },
+	e, q, _, _ := harness(t, func(s cache.Indexer) *fakeEngine { return newFakeEngine(s, 4, 10*time.Millisecond) },
 		[]*v1alpha1.RolloutPolicy{policy}, heldDaemonSet("agents", "agent"))
 	runUntil(t, q, 2, []string{"agents/agent"}, func() bool {
 		e.mu.Lock()
@@ -205,7 +213,7 @@ func TestManyRolloutsRunAtOnceEachOneStepAtATime(t *testing.T) {
 		keys = append(keys, ds.Namespace+"/"+ds.Name)
 	}
 	const workers = 4
-	e, q, _ := harness(t, func(s cache.Indexer) *fakeEngine { return newFakeEngine(s, 5, 2*time.Millisecond) }, nil, objs...)
+	e, q, _, _ := harness(t, func(s cache.Indexer) *fakeEngine { return newFakeEngine(s, 5, 2*time.Millisecond) }, nil, objs...)
 	runUntil(t, q, workers, keys, func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -229,8 +237,33 @@ func TestManyRolloutsRunAtOnceEachOneStepAtATime(t *testing.T) {
 	}
 }
 
+func TestNoMoreRolloutsThanAllowedAreUnderWayAtOnce(t *testing.T) {
+	var objs []*appsv1.DaemonSet
+	var keys []string
+	for i := range 8 {
+		ds := heldDaemonSet("agents", fmt.Sprintf("agent-%d", i))
+		objs = append(objs, ds)
+		keys = append(keys, ds.Namespace+"/"+ds.Name)
+	}
+	e, q, _, r := harness(t, func(s cache.Indexer) *fakeEngine { return newFakeEngine(s, 3, 2*time.Millisecond) }, nil, objs...)
+	r.MaxRollouts = 2
+	runUntil(t, q, 4, keys, func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, k := range keys {
+			if e.stepsTaken[k] < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	if e.maxUnderWay != 2 {
+		t.Fatalf("%d rollouts under way at most; want the 2 allowed (and every held DaemonSet rolled out in turn)", e.maxUnderWay)
+	}
+}
+
 func TestAFailedStepIsRetriedWithBackOff(t *testing.T) {
-	e, q, store := harness(t, func(s cache.Indexer) *fakeEngine { return newFakeEngine(s, 2, time.Millisecond) }, nil, heldDaemonSet("agents", "agent"))
+	e, q, store, _ := harness(t, func(s cache.Indexer) *fakeEngine { return newFakeEngine(s, 2, time.Millisecond) }, nil, heldDaemonSet("agents", "agent"))
 	e.fail["agents/agent"] = 3
 	start := time.Now()
 	runUntil(t, q, 1, []string{"agents/agent"}, func() bool {

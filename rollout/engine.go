@@ -69,6 +69,9 @@ type Result struct {
 	// changes (the rollout is over or paused).
 	RequeueAfter time.Duration
 	Done         bool
+	// Superseded says the step did nothing because the DaemonSet's template is no longer the
+	// one the rollout rolls out (a held DaemonSet got a new one): Adopt it.
+	Superseded bool
 }
 
 // Step does the next bounded piece of the rollout of namespace/name.
@@ -78,6 +81,16 @@ func (e *Engine) Step(ctx context.Context, namespace, name string) (Result, erro
 		return Result{}, err
 	}
 	action := st.NextAction()
+	if (st.Held || st.Observing()) && action != state.None && action != state.Rollback {
+		// A template that arrived during the rollout is never acted on as if it were the one
+		// measured: the controller adopts it (Adopt supersedes this rollout).
+		if err := execute.RequireRevision(ds, st); errors.Is(err, execute.ErrSuperseded) {
+			e.forget(namespace, name)
+			return Result{State: st, Done: true, Superseded: true}, nil
+		} else if err != nil {
+			return Result{State: st}, err
+		}
+	}
 	if action != state.Soak {
 		e.forget(namespace, name)
 	}
@@ -103,11 +116,13 @@ func (e *Engine) Step(ctx context.Context, namespace, name string) (Result, erro
 	if err != nil {
 		return Result{State: st}, fmt.Errorf("rollout %s of %s/%s, %s: %w", st.ID, namespace, name, action, err)
 	}
-	if st.Kind == state.Create && next.Phase == state.RolledBack {
+	if st.Kind == state.Create && !st.Held && next.Phase == state.RolledBack {
 		e.logf(ds, "rolled back: DaemonSet %s/%s deleted (%s)", namespace, name, st.Reason)
 		return Result{State: next, Done: true}, nil // the DaemonSet, and its annotation, are gone
 	}
-	if _, err := execute.SaveState(ctx, client, ds, st, next); err != nil {
+	// The last write restores the update strategy with the final state (and releases a
+	// DaemonSet admission held): never one without the other.
+	if _, err := execute.End(ctx, client, ds, st, next); err != nil {
 		return Result{State: st}, err
 	}
 	return Result{State: next, Done: next.NextAction() == state.None}, nil
@@ -119,13 +134,25 @@ func (e *Engine) act(ctx context.Context, client kubernetes.Interface, ds *appsv
 		if err := execute.Finish(ctx, client, ds, st); err != nil {
 			return st, err
 		}
-		e.logf(ds, "complete: %d nodes run the new pods; update strategy restored, lane removed", st.Eligible)
-		e.event(ctx, client, ds, false, "RolloutComplete", fmt.Sprintf("rollout %s complete on %d nodes", st.ID, st.Eligible))
+		msg := fmt.Sprintf("rollout %s complete on %d nodes", st.ID, st.Eligible)
+		switch {
+		case st.Observing() && st.WouldHalt != nil:
+			msg = fmt.Sprintf("observed rollout %s: the DaemonSet controller rolled out %d nodes; guard would have halted it: %s", st.ID, st.Done, st.WouldHalt.Headline)
+		case st.Observing():
+			msg = fmt.Sprintf("observed rollout %s: the DaemonSet controller rolled out %d nodes within the budget", st.ID, st.Done)
+		default:
+			e.logf(ds, "complete: %d nodes run the new pods; update strategy restored, lane removed", st.Eligible)
+		}
+		e.event(ctx, client, ds, false, "RolloutComplete", msg)
 		return st.Finished(time.Now())
 	case state.Rollback:
 		e.logf(ds, "rolling back: %s", st.Reason)
 		e.event(ctx, client, ds, true, "RollingBack", st.Reason)
-		if err := execute.Rollback(ctx, client, ds, st); err != nil {
+		// Relief first: the lane is squeezed before anything else. Then the record that keeps
+		// the halted template halted, written with the engine's own client (the break-glass
+		// identity may not write PodTemplates) before the template is replaced.
+		record := func(ctx context.Context) error { return execute.RecordHalted(ctx, e.Client, ds, st) }
+		if err := execute.Rollback(ctx, client, ds, st, record); err != nil {
 			return st, err
 		}
 		return st.RolledBackAt(time.Now())
@@ -137,6 +164,9 @@ func (e *Engine) act(ctx context.Context, client kubernetes.Interface, ds *appsv
 // Ready and settled, and moves the rollout to its soak when the wave's target is reached.
 // Progress lives in the cluster (node labels, pod revisions), so only that transition is saved.
 func (e *Engine) rollWave(ctx context.Context, ds *appsv1.DaemonSet, st state.State) (Result, error) {
+	if st.Observing() {
+		return e.awaitDaemonSetController(ctx, ds, st)
+	}
 	key, waveKey := ds.Namespace+"/"+ds.Name, fmt.Sprintf("%s/%d", st.ID, st.Wave)
 	e.mu.Lock()
 	pending := e.batches[key]
@@ -171,6 +201,28 @@ func (e *Engine) rollWave(ctx context.Context, ds *appsv1.DaemonSet, st state.St
 	if err != nil {
 		return Result{State: st}, err
 	}
+	if _, err := execute.SaveState(ctx, e.Client, ds, st, next); err != nil {
+		return Result{State: st}, err
+	}
+	return Result{State: next}, nil
+}
+
+// awaitDaemonSetController is an observed rollout's wave: nothing is switched; the step comes
+// back until the DaemonSet controller has rolled every node and the agents settled, then the
+// soak measures the whole fleet.
+func (e *Engine) awaitDaemonSetController(ctx context.Context, ds *appsv1.DaemonSet, st state.State) (Result, error) {
+	p, err := execute.AwaitDaemonSetController(ctx, e.Client, ds)
+	if err != nil {
+		return Result{State: st}, fmt.Errorf("rollout %s of %s/%s, observe: %w", st.ID, ds.Namespace, ds.Name, err)
+	}
+	if !p.Complete {
+		return Result{State: st, RequeueAfter: max(p.Wait, time.Second)}, nil
+	}
+	next, err := st.Observed(p.Done, time.Now())
+	if err != nil {
+		return Result{State: st}, err
+	}
+	e.logf(ds, "observe: the DaemonSet controller rolled out %d agents and they settled; measuring them for %v", p.Done, st.Soak.Duration)
 	if _, err := execute.SaveState(ctx, e.Client, ds, st, next); err != nil {
 		return Result{State: st}, err
 	}
@@ -233,7 +285,11 @@ func (e *Engine) soak(ctx context.Context, ds *appsv1.DaemonSet, st state.State)
 	for _, note := range d.Notes {
 		e.logf(ds, "  note: %s", note)
 	}
-	e.event(ctx, e.Client, ds, d.Verdict == analyze.Halt, "Wave"+strings.ToUpper(string(d.Verdict[:1]))+string(d.Verdict[1:]), d.Headline)
+	reason := "Wave" + strings.ToUpper(string(d.Verdict[:1])) + string(d.Verdict[1:])
+	if st.Observing() && d.Verdict == analyze.Halt {
+		reason = "WouldHalt" // observe never acts on it
+	}
+	e.event(ctx, e.Client, ds, d.Verdict == analyze.Halt, reason, d.Headline)
 	if _, err := execute.SaveState(ctx, e.Client, ds, st, next); err != nil {
 		return Result{State: st, Decision: &d}, err
 	}

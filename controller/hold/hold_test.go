@@ -108,7 +108,7 @@ func TestAHaltedRecordNamesItsDaemonSetAndGoesWithIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.Name) > maxNameLength || !strings.Contains(rec.Name, ".halted-") {
+	if len(rec.Name) > 253 || !strings.Contains(rec.Name, ".halted-") {
 		t.Fatalf("name %q (%d characters)", rec.Name, len(rec.Name))
 	}
 	if rec.Labels[HaltedLabel] != "true" || rec.Annotations[DaemonSetAnnotation] != ds.Name || len(rec.Annotations[ReasonAnnotation]) > 1003 {

@@ -12,12 +12,12 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
-//go:embed namespace.yaml crd-rolloutpolicies.yaml rbac.yaml admission.yaml deployment.yaml
+//go:embed namespace.yaml crd-rolloutpolicies.yaml crd-rolloutstatuses.yaml rbac.yaml admission.yaml deployment.yaml
 var files embed.FS
 
-// order is the apply order: the namespace, the CRD (admission takes its objects as
-// parameters), the identity, the admission policies, the Deployment.
-var order = []string{"namespace.yaml", "crd-rolloutpolicies.yaml", "rbac.yaml", "admission.yaml", "deployment.yaml"}
+// order is the apply order: the namespace, the CRDs (admission takes policies as parameters),
+// the identity, the admission policies, the Deployment.
+var order = []string{"namespace.yaml", "crd-rolloutpolicies.yaml", "crd-rolloutstatuses.yaml", "rbac.yaml", "admission.yaml", "deployment.yaml"}
 
 // DefaultImage is the controller image the Deployment runs unless told otherwise.
 const DefaultImage = "ghcr.io/bulkhead-dev/bulkhead:latest"

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -9,9 +10,14 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/bulkhead-dev/bulkhead/controller"
 	"github.com/bulkhead-dev/bulkhead/controller/hold"
+	"github.com/bulkhead-dev/bulkhead/controlplane"
+	"github.com/bulkhead-dev/bulkhead/rollout"
+	"github.com/bulkhead-dev/bulkhead/rollout/soak"
 )
 
 func newControllerCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
@@ -32,6 +38,9 @@ standing APF lanes afterwards. Replicas share the work through a Lease. Metrics 
 			if c.Workers < 1 {
 				return fmt.Errorf("--workers %d must be at least 1", c.Workers)
 			}
+			if c.MaxRollouts < 0 {
+				return fmt.Errorf("--max-rollouts %d must not be negative", c.MaxRollouts)
+			}
 			if qps <= 0 || burst < qps {
 				return fmt.Errorf("--kube-api-qps %d and --kube-api-burst %d: want 0 < qps ≤ burst", qps, burst)
 			}
@@ -51,6 +60,12 @@ standing APF lanes afterwards. Replicas share the work through a Lease. Metrics 
 			}
 			ctx, stop := signal.NotifyContext(commandContext(cmd), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			engine, err := controllerEngine(ctx, cfg, c.Log)
+			if err != nil {
+				return err
+			}
+			defer engine.Close()
+			c.Engine = engine
 			return controller.Run(ctx, c)
 		},
 	}
@@ -62,8 +77,29 @@ standing APF lanes afterwards. Replicas share the work through a Lease. Metrics 
 	f.StringVar(&c.LeaseName, "lease-name", "bulkhead-controller", "name of the leader Lease")
 	f.StringVar(&c.Identity, "id", os.Getenv("POD_NAME"), "this replica's name in the Lease (default: $POD_NAME, else host_pid)")
 	f.IntVar(&c.Workers, "workers", 4, "rollouts that may take a step at the same moment")
+	f.IntVar(&c.MaxRollouts, "max-rollouts", 3, "rollouts that may be under way at once (each reserves its lane's seats); 0 for no limit")
 	f.DurationVar(&c.Housekeeping, "housekeeping", 30*time.Second, "how often policy status and compartments are recomputed from the caches")
 	f.IntVar(&qps, "kube-api-qps", 20, "the controller's sustained requests per second to the API servers, all rollouts together")
 	f.IntVar(&burst, "kube-api-burst", 40, "the controller's burst of requests to the API servers")
 	return cmd
+}
+
+// controllerEngine is the rollout core the controller drives: the controller's client, a meter
+// of the API servers shared by every rollout (it finds the replicas for as long as ctx lives,
+// and scrapes only while rollouts need it), and rollbacks through the break-glass lane.
+func controllerEngine(ctx context.Context, cfg *rest.Config, log func(string)) (*controller.RolloutEngine, error) {
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	scraper, err := controlplane.NewScraper(cfg, controlplane.Options{})
+	if err != nil {
+		return nil, err
+	}
+	scraper.Start(ctx)
+	return &controller.RolloutEngine{Engine: &rollout.Engine{
+		Client: client, Meter: &soak.Meter{Scraper: scraper},
+		Log:      func(ns, name, line string) { log(ns + "/" + name + ": " + line) },
+		Rollback: rollout.BreakGlassRollback(cfg, client, log),
+	}}, nil
 }

@@ -29,7 +29,7 @@ func newRolloutCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
 		file, budget, reportFile, memory string
 		interval                         = 5 * time.Second
-		opts                             = rollout.Options{Waves: plan.DefaultWaves, Soak: time.Minute}
+		opts                             = rollout.Options{Waves: plan.DefaultWaves, Soak: rollout.DefaultSoak}
 	)
 	cmd := &cobra.Command{
 		Use:   "rollout",

@@ -28,6 +28,9 @@ type Decision struct {
 	Headline string
 	// Reasons are every cause of the verdict: each halt condition, or what a hold waits for.
 	Reasons []string
+	// Kind classifies Reasons[0] for machines (a metrics label, a log filter); KindNone for a
+	// proceed.
+	Kind ReasonKind
 	// Notes are facts worth showing that did not decide anything.
 	Notes []string
 	// Checks are every check's result: the resources (CPU, memory, seats) first, each with its
@@ -36,6 +39,60 @@ type Decision struct {
 	// MaxNextWave is the most agents the next wave may switch at once with its start-up burst
 	// within every budget; -1 when unknown.
 	MaxNextWave int
+}
+
+// ReasonKind is the kind of a decision's first reason: a few stable words, never the sentence.
+type ReasonKind string
+
+const (
+	// KindNone: a proceed, nothing holds it.
+	KindNone ReasonKind = "none"
+	// KindAgents: the wave's agents are not all Ready (yet, or in time).
+	KindAgents ReasonKind = "agents"
+	// KindSoaking: the soak is not done.
+	KindSoaking ReasonKind = "soaking"
+	// KindSteadyData: too few steady samples, or no baseline to tell versions apart.
+	KindSteadyData ReasonKind = "steady-data"
+	// KindQuiet: the agents made no request since start-up, and the bound on a slow poller's
+	// cost does not fit.
+	KindQuiet ReasonKind = "quiet"
+	// KindBudget: a resource's prediction (or measurement) is over, or straddles, its budget.
+	KindBudget ReasonKind = "budget"
+	// KindSLO: an API server SLI is above its SLO.
+	KindSLO ReasonKind = "slo"
+	// KindCollateral: another flow is rejected or waits more than before the rollout.
+	KindCollateral ReasonKind = "collateral"
+	// KindBlind: no resource of the API servers can be judged.
+	KindBlind ReasonKind = "blind"
+	// KindInvalid: the observations make no sense.
+	KindInvalid ReasonKind = "invalid"
+)
+
+// kindOf classifies the reasons a check gave, from its structured result (never its words).
+func kindOf(c check.Result, w check.Wave) ReasonKind {
+	switch c.Check {
+	case "slo":
+		return KindSLO
+	case "collateral":
+		return KindCollateral
+	case "readiness":
+		switch {
+		case !w.AllReady():
+			return KindAgents
+		case !w.Soaked():
+			return KindSoaking
+		}
+		return KindSteadyData
+	}
+	switch {
+	case len(c.Halts) > 0:
+		return KindBudget
+	case c.Bound:
+		return KindQuiet
+	case c.Prediction == nil:
+		return KindSteadyData
+	}
+	return KindBudget
 }
 
 // Resource is the result of one resource check, if it ran.
@@ -56,7 +113,7 @@ func Analyze(o Observations) Decision {
 	w := o.Wave
 	w.Timing = w.Timing.WithDefaults(w.Soak)
 	if err := w.Validate(); err != nil {
-		d.Verdict = Hold
+		d.Verdict, d.Kind = Hold, KindInvalid
 		d.Reasons = []string{"cannot analyse: " + err.Error()}
 		d.Headline = fmt.Sprintf("wave %d: cannot analyse (%v) — holding", w.Number, err)
 		return d
@@ -68,7 +125,14 @@ func Analyze(o Observations) Decision {
 
 	var halts, holds, costHalts []string
 	var blind []string
+	haltKind, holdKind := KindNone, KindNone
 	for _, c := range d.Checks {
+		if len(halts) == 0 && len(c.Halts) > 0 {
+			haltKind = kindOf(c, w)
+		}
+		if len(holds) == 0 && len(c.Holds) > 0 {
+			holdKind = kindOf(c, w)
+		}
 		halts = append(halts, c.Halts...)
 		holds = append(holds, c.Holds...)
 		d.Notes = append(d.Notes, c.Notes...)
@@ -84,6 +148,9 @@ func Analyze(o Observations) Decision {
 	}
 	if len(blind) == len(resources) {
 		// Nothing can be gated: never treat unknown capacity as infinite.
+		if len(halts) == 0 {
+			haltKind = KindBlind
+		}
 		halts = append(halts, "no resource of the API servers can be judged: "+strings.Join(blind, "; "))
 	}
 	if m := resources[len(resources)-1].Measurement; m.Throttled {
@@ -91,11 +158,11 @@ func Analyze(o Observations) Decision {
 	}
 	switch {
 	case len(halts) > 0:
-		d.Verdict, d.Reasons = Halt, halts
+		d.Verdict, d.Reasons, d.Kind = Halt, halts, haltKind
 	case len(holds) > 0:
-		d.Verdict, d.Reasons = Hold, holds
+		d.Verdict, d.Reasons, d.Kind = Hold, holds, holdKind
 	default:
-		d.Verdict = Proceed
+		d.Verdict, d.Kind = Proceed, KindNone
 	}
 	lead := leading(resources)
 	costExplains := len(costHalts) > 0 && len(halts) == len(costHalts) && len(lead.Halts) > 0

@@ -69,15 +69,16 @@ func TestAnalyze(t *testing.T) {
 		want        Verdict
 		wantReason  string // substring of some reason ("" = no reasons expected)
 		wantHeading string // substring of the headline
+		wantKind    ReasonKind
 	}{
 		{
 			name: "a well-behaved agent proceeds",
-			obs:  wave1(0.0005), want: Proceed,
+			obs:  wave1(0.0005), wantKind: KindNone, want: Proceed,
 			wantHeading: "wave 1: 2 agents use 0.0010 cores; 200 agents would need 0.100 cores (95%: 0.0955–0.105) of the API servers' 2.0 cores — budget 0.500 cores (25%) — proceeding",
 		},
 		{
 			name: "the seed's agent halts on CPU, with the numbers in words",
-			obs:  wave1(0.025), want: Halt, wantReason: "cpu: 200 agents would need 5.00 cores",
+			obs:  wave1(0.025), wantKind: KindBudget, want: Halt, wantReason: "cpu: 200 agents would need 5.00 cores",
 			wantHeading: "wave 1: 2 agents use 0.0500 cores; 200 agents would need 5.00 cores (95%: 4.07–5.93) of the API servers' 2.0 cores — budget 0.500 cores (25%) — halting",
 		},
 		{
@@ -86,7 +87,7 @@ func TestAnalyze(t *testing.T) {
 				o.Wave.Elapsed = 35 * time.Second
 				o.Wave.Intervals = o.Wave.Intervals[:7]
 			}),
-			want: Halt, wantReason: "cpu: 200 agents would need 5.00 cores",
+			wantKind: KindBudget, want: Halt, wantReason: "cpu: 200 agents would need 5.00 cores",
 		},
 		{
 			name: "a good wave still soaks",
@@ -94,21 +95,21 @@ func TestAnalyze(t *testing.T) {
 				o.Wave.Elapsed = 40 * time.Second
 				o.Wave.Intervals = o.Wave.Intervals[:8]
 			}),
-			want: Hold, wantReason: "soaking: 30s of 1m0s", wantHeading: "— holding (soaking: 30s of 1m0s)",
+			wantKind: KindSoaking, want: Hold, wantReason: "soaking: 30s of 1m0s", wantHeading: "— holding (soaking: 30s of 1m0s)",
 		},
 		{
 			name: "agents still starting",
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.Wave.Agents.Ready, o.Wave.Elapsed, o.Wave.Intervals = 1, 30*time.Second, o.Wave.Intervals[:6]
 			}),
-			want: Hold, wantReason: "waiting for agents: 1 of 2 new agents Ready after 30s",
+			wantKind: KindAgents, want: Hold, wantReason: "waiting for agents: 1 of 2 new agents Ready after 30s",
 		},
 		{
 			name: "agents not Ready within the soak halt",
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.Wave.Agents.Ready, o.Wave.Elapsed, o.Wave.Intervals = 1, 70*time.Second, o.Wave.Intervals[:14]
 			}),
-			want: Halt, wantReason: "1 of 2 new agents Ready after 1m10s, past the 1m0s allowed",
+			wantKind: KindAgents, want: Halt, wantReason: "1 of 2 new agents Ready after 1m10s, past the 1m0s allowed",
 		},
 		{
 			name: "an SLO breach halts at once",
@@ -116,7 +117,7 @@ func TestAnalyze(t *testing.T) {
 				o.Wave.Elapsed, o.Wave.Intervals = 30*time.Second, o.Wave.Intervals[:6]
 				o.SLIs = []check.SLI{{Verb: "get", Scope: "resource", P99: 1400 * time.Millisecond, SLO: time.Second, Requests: 5000}}
 			}),
-			want: Halt, wantReason: "SLO breached: GET resource p99 1.4s > 1s (5000 requests)",
+			wantKind: KindSLO, want: Halt, wantReason: "SLO breached: GET resource p99 1.4s > 1s (5000 requests)",
 			wantHeading: "— halting (SLO breached",
 		},
 		{
@@ -124,28 +125,28 @@ func TestAnalyze(t *testing.T) {
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.SLIs = []check.SLI{{Verb: "list", Scope: "cluster", P99: 40 * time.Second, SLO: 30 * time.Second, Requests: 3}}
 			}),
-			want: Proceed,
+			wantKind: KindNone, want: Proceed,
 		},
 		{
 			name: "other flows rejected is collateral damage",
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.Others = []check.Flow{{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSec: 2.5}}
 			}),
-			want: Halt, wantReason: "collateral damage: flow schema service-accounts (priority level workload-low) is being rejected, 2.50/s (before the rollout: 0.00/s)",
+			wantKind: KindCollateral, want: Halt, wantReason: "collateral damage: flow schema service-accounts (priority level workload-low) is being rejected, 2.50/s (before the rollout: 0.00/s)",
 		},
 		{
 			name: "rejections that predate the rollout are not its damage",
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.Others = []check.Flow{{FlowSchema: "global-default", PriorityLevel: "global-default", RejectedPerSec: 2.5, BaselineRejectedPerSec: 2.49}}
 			}),
-			want: Proceed,
+			wantKind: KindNone, want: Proceed,
 		},
 		{
 			name: "other flows waiting longer is collateral damage",
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.Others = []check.Flow{{FlowSchema: "service-accounts", PriorityLevel: "workload-low", WaitP99: 900 * time.Millisecond, BaselineWaitP99: 10 * time.Millisecond}}
 			}),
-			want: Halt, wantReason: "waits 900ms at p99 in APF queues (before the rollout: 10ms)",
+			wantKind: KindCollateral, want: Halt, wantReason: "waits 900ms at p99 in APF queues (before the rollout: 10ms)",
 		},
 		{
 			name: "a lane that throttles the seed's agent still sees its demand",
@@ -157,14 +158,14 @@ func TestAnalyze(t *testing.T) {
 					iv.Executing, iv.SeatSeconds, iv.ServerCPU = iv.Executing/3, iv.SeatSeconds/3, baseCPU+(iv.ServerCPU-baseCPU)/3
 				}
 			}),
-			want: Halt, wantReason: "cpu: 200 agents would need 5.00 cores",
+			wantKind: KindBudget, want: Halt, wantReason: "cpu: 200 agents would need 5.00 cores",
 		},
 		{
 			name: "a prediction straddling the budget soaks longer",
 			obs: with(wave1(0.0022), func(o *Observations) {
 				noisy(o.Wave.Intervals, 0.9)
 			}),
-			want: Hold, wantReason: "the interval straddles the budget",
+			wantKind: KindBudget, want: Hold, wantReason: "the interval straddles the budget",
 		},
 		{
 			name: "and halts once the longest soak is over",
@@ -173,26 +174,26 @@ func TestAnalyze(t *testing.T) {
 				o.Wave.Intervals = intervals(200*time.Second, use{cpu: 0.015, seats: 0.15, requests: 0.6}, use{cpu: 0.0044, seats: 0.044, requests: 0.2})
 				noisy(o.Wave.Intervals, 0.9)
 			}),
-			want: Halt, wantReason: "still uncertain after 3m0s",
+			wantKind: KindBudget, want: Halt, wantReason: "still uncertain after 3m0s",
 		},
 		{
 			name: "too few steady samples after the soak",
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.Wave.Intervals = o.Wave.Intervals[:6] // the scraper lost everything after 30 s
 			}),
-			want: Hold, wantReason: "too little steady data: 1 steady samples, want 3",
+			wantKind: KindSteadyData, want: Hold, wantReason: "too little steady data: 1 steady samples, want 3",
 		},
 		{
 			name: "no steady data at all after the longest soak halts",
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.Wave.Elapsed, o.Wave.Intervals = 200*time.Second, o.Wave.Intervals[:5]
 			}),
-			want: Halt, wantReason: "no usable steady-state measurement: 0 steady samples",
+			wantKind: KindSteadyData, want: Halt, wantReason: "no usable steady-state measurement: 0 steady samples",
 		},
 		{
-			name: "nonsense observations hold and say why",
-			obs:  with(wave1(0.0005), func(o *Observations) { o.Wave.Agents.Desired = 300 }),
-			want: Hold, wantReason: "cannot analyse: 300 agents desired in a fleet of 200",
+			name:     "nonsense observations hold and say why",
+			obs:      with(wave1(0.0005), func(o *Observations) { o.Wave.Agents.Desired = 300 }),
+			wantKind: KindInvalid, want: Hold, wantReason: "cannot analyse: 300 agents desired in a fleet of 200",
 		},
 		{
 			name: "without the servers' CPU capacity the seats still gate, and the words say what is blind",
@@ -202,14 +203,14 @@ func TestAnalyze(t *testing.T) {
 				cpu.Capacity = 0
 				l[check.CPU] = cpu
 			}),
-			want: Proceed, wantHeading: "of the API servers' 600 seats — budget 60 seats (10%) — proceeding",
+			wantKind: KindNone, want: Proceed, wantHeading: "of the API servers' 600 seats — budget 60 seats (10%) — proceeding",
 		},
 		{
 			name: "with no capacity visible at all nothing is treated as infinite",
 			obs: with(wave1(0.0005), func(o *Observations) {
 				o.Wave.Limits = check.DefaultBudget.Limits(check.Capacity{})
 			}),
-			want: Halt, wantReason: "no resource of the API servers can be judged: the API servers' CPU capacity is not visible",
+			wantKind: KindBlind, want: Halt, wantReason: "no resource of the API servers can be judged: the API servers' CPU capacity is not visible",
 		},
 	}
 	for _, tt := range tests {
@@ -223,6 +224,9 @@ func TestAnalyze(t *testing.T) {
 			}
 			if tt.wantReason != "" && !containsSome(d.Reasons, tt.wantReason) {
 				t.Fatalf("reasons %q lack %q", d.Reasons, tt.wantReason)
+			}
+			if d.Kind != tt.wantKind {
+				t.Fatalf("kind %q, want %q (reasons %q)", d.Kind, tt.wantKind, d.Reasons)
 			}
 			if !strings.Contains(d.Headline, tt.wantHeading) {
 				t.Fatalf("headline %q lacks %q", d.Headline, tt.wantHeading)
@@ -359,7 +363,7 @@ func TestAPollerWithALongPeriodIsBoundedNotMeasuredAsFree(t *testing.T) {
 	// The steady window opens at 25 s. After 60 s of quiet, an agent polling every 60 s would
 	// cost 200 × 0.25 / 60 = 0.83 cores.
 	d := Analyze(at(85 * time.Second))
-	if d.Verdict != Hold || !containsSome(d.Reasons, "no request since start-up: cpu: an agent that polls every 1m0s or more would need at most 0.866 cores") {
+	if d.Verdict != Hold || d.Kind != KindQuiet || !containsSome(d.Reasons, "no request since start-up: cpu: an agent that polls every 1m0s or more would need at most 0.866 cores") {
 		t.Fatalf("after a minute of quiet: %s %q", d.Verdict, d.Reasons)
 	}
 	// After 2 minutes the bound, 0.42 cores, fits: it proceeds, without ever having seen a second poll.

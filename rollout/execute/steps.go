@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"strconv"
 	"time"
 
@@ -181,46 +180,71 @@ func readySince(p *corev1.Pod) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// Finish ends a successful rollout: the user's template (new DaemonSet) and update strategy
-// are restored without restarting any pod, node labels and the lane are removed.
+// Finish ends a successful rollout, all but its last write: the user's template (new
+// DaemonSet) is restored without restarting any pod, node labels and the lane are removed. The
+// update strategy is restored by the write that saves the final state (Write), so a DaemonSet
+// is never released while its state still says the rollout is under way. A template that is not
+// the one rolled out is refused (ErrSuperseded): finishing would relabel its pods as a revision
+// they do not run.
 func Finish(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) error {
+	if st.Observing() {
+		return DeleteLane(ctx, client, st.Lane)
+	}
 	if st.Kind == state.Create {
-		if err := updateDaemonSet(ctx, client, ds, func(d *appsv1.DaemonSet) bool {
+		if err := updateDaemonSet(ctx, client, ds, func(d *appsv1.DaemonSet) (bool, error) {
+			if err := RequireRevision(d, st); err != nil {
+				return false, err
+			}
 			if !Gated(d.Spec.Template.Spec, st.NodeLabel) {
-				return false
+				return false, nil
 			}
 			d.Spec.Template.Spec = Ungate(d.Spec.Template.Spec, st.NodeLabel)
-			return true
+			return true, nil
 		}); err != nil {
 			return fmt.Errorf("restore the template: %w", err)
 		}
-		if err := relabelToCurrentRevision(ctx, client, ds); err != nil {
+		if err := relabelToCurrentRevision(ctx, client, ds, st); err != nil {
 			return err
 		}
-	} else if err := requireAllAtCurrentRevision(ctx, client, ds); err != nil {
-		return err
-	}
-	if err := restoreStrategy(ctx, client, ds, st.OriginalStrategy); err != nil {
-		return err
-	}
-	if st.Kind == state.Create {
 		if err := removeNodeLabels(ctx, client, st.NodeLabel); err != nil {
 			return err
 		}
+	} else if err := requireAllAtCurrentRevision(ctx, client, ds, st); err != nil {
+		return err
 	}
 	return DeleteLane(ctx, client, st.Lane)
 }
 
-// Rollback undoes a rollout, fastest relief first: the lane is squeezed so the agents' load
-// stops at once. A new DaemonSet then loses its nodes (its pods go), its lane, and finally
-// itself; an update gets its previous template back, only the pods at another revision are
-// replaced, then the strategy is restored and the lane removed.
-func Rollback(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) error {
+// Rollback undoes a rollout, all but its last write, fastest relief first: the lane is squeezed
+// so the agents' load stops at once. A new DaemonSet then loses its nodes (its pods go) and its
+// lane; the CLI's is deleted last, the controller's (st.Held) is kept, gated off every node,
+// for a GitOps tool would only create it again. An update gets its previous template back, only
+// the pods at another revision are replaced, and the lane is removed. The update strategy is
+// restored by the write that saves the final state (End). squeezed, when not nil, runs once the
+// lane is squeezed and before anything else changes (RecordHalted, for one).
+func Rollback(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State, squeezed func(context.Context) error) error {
 	owner := "daemonset/" + ds.Namespace + "/" + ds.Name
 	if err := SqueezeLane(ctx, client, st.Lane, owner); err != nil {
 		return err
 	}
+	if squeezed != nil {
+		if err := squeezed(ctx); err != nil {
+			return err
+		}
+	}
 	if st.Kind == state.Create {
+		// The template must be gated for un-labelling to remove the pods: a rollback that
+		// interrupted a finish finds it ungated already.
+		if err := updateDaemonSet(ctx, client, ds, func(d *appsv1.DaemonSet) (bool, error) {
+			if Gated(d.Spec.Template.Spec, st.NodeLabel) {
+				return false, nil
+			}
+			d.Spec.Template.Spec = Gate(UserTemplate(d.Spec.Template).Spec, st.NodeLabel)
+			d.Spec.UpdateStrategy = onDelete
+			return true, nil
+		}); err != nil {
+			return fmt.Errorf("gate the template again: %w", err)
+		}
 		// Un-admit every node first: the controller deletes the pods, and the DaemonSet with
 		// its state stays until they are gone, so a crash here leaves something to resume.
 		if err := removeNodeLabels(ctx, client, st.NodeLabel); err != nil {
@@ -231,6 +255,9 @@ func Rollback(ctx context.Context, client kubernetes.Interface, ds *appsv1.Daemo
 		}
 		if err := DeleteLane(ctx, client, st.Lane); err != nil {
 			return err
+		}
+		if st.Held {
+			return nil
 		}
 		propagation := metav1.DeletePropagationBackground
 		err := client.AppsV1().DaemonSets(ds.Namespace).Delete(ctx, ds.Name, metav1.DeleteOptions{
@@ -269,10 +296,35 @@ func Rollback(ctx context.Context, client kubernetes.Interface, ds *appsv1.Daemo
 			}
 		}
 	}
-	if err := restoreStrategy(ctx, client, ds, st.OriginalStrategy); err != nil {
-		return err
-	}
 	return DeleteLane(ctx, client, st.Lane)
+}
+
+// AwaitDaemonSetController is an observed rollout's wave: the DaemonSet controller rolls the
+// DaemonSet by itself, and bulkhead only waits until every pod runs the current revision and
+// has been Ready for the settle time, so that the soak after it measures the steady fleet, not
+// its start-up. It acts on nothing.
+func AwaitDaemonSetController(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet) (Progress, error) {
+	ds, current, err := CurrentRevision(ctx, client, ds.Namespace, ds.Name)
+	if err != nil {
+		return Progress{}, err
+	}
+	s := ds.Status
+	if s.UpdatedNumberScheduled < s.DesiredNumberScheduled || s.NumberReady < s.DesiredNumberScheduled || s.DesiredNumberScheduled == 0 {
+		return Progress{Done: int(s.UpdatedNumberScheduled), Wait: time.Second}, nil
+	}
+	pods, err := Pods(ctx, client, ds)
+	if err != nil {
+		return Progress{}, err
+	}
+	podOn := map[string]*corev1.Pod{}
+	var nodes []string
+	for i := range pods {
+		podOn[pods[i].Spec.NodeName] = &pods[i]
+		nodes = append(nodes, pods[i].Spec.NodeName)
+	}
+	p := Progress{Done: len(pods), Wait: settling(nodes, podOn, current, time.Now())}
+	p.Complete = p.Wait == 0
+	return p, nil
 }
 
 func waitNoPods(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet) error {
@@ -295,9 +347,12 @@ func waitNoPods(ctx context.Context, client kubernetes.Interface, ds *appsv1.Dae
 // gated template are identical to pods made from the user's (the controller replaces a daemon
 // pod's required node affinity with a node-name term), so they are up to date in truth; the
 // DaemonSet controller relabels pods the same way when it deduplicates revisions.
-func relabelToCurrentRevision(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet) error {
+func relabelToCurrentRevision(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) error {
 	ds, current, err := CurrentRevision(ctx, client, ds.Namespace, ds.Name)
 	if err != nil {
+		return err
+	}
+	if err := RequireRevision(ds, st); err != nil {
 		return err
 	}
 	pods, err := Pods(ctx, client, ds)
@@ -319,9 +374,12 @@ func relabelToCurrentRevision(ctx context.Context, client kubernetes.Interface, 
 	return nil
 }
 
-func requireAllAtCurrentRevision(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet) error {
+func requireAllAtCurrentRevision(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, st state.State) error {
 	ds, current, err := CurrentRevision(ctx, client, ds.Namespace, ds.Name)
 	if err != nil {
+		return err
+	}
+	if err := RequireRevision(ds, st); err != nil {
 		return err
 	}
 	pods, err := Pods(ctx, client, ds)
@@ -340,30 +398,16 @@ func requireAllAtCurrentRevision(ctx context.Context, client kubernetes.Interfac
 	return nil
 }
 
-func restoreStrategy(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, strategy appsv1.DaemonSetUpdateStrategy) error {
-	err := updateDaemonSet(ctx, client, ds, func(d *appsv1.DaemonSet) bool {
-		if strategy.Type == "" || reflect.DeepEqual(d.Spec.UpdateStrategy, strategy) {
-			return false
-		}
-		d.Spec.UpdateStrategy = strategy
-		return true
-	})
-	if err != nil {
-		return fmt.Errorf("restore the update strategy: %w", err)
-	}
-	return nil
-}
-
 // updateDaemonSet re-reads the DaemonSet and applies change until the update lands without a
-// conflict; change returns false when there is nothing to do.
-func updateDaemonSet(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, change func(*appsv1.DaemonSet) bool) error {
+// conflict; change returns false when there is nothing to do, or an error to give up.
+func updateDaemonSet(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, change func(*appsv1.DaemonSet) (bool, error)) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
-		if !change(cur) {
-			return nil
+		if ok, err := change(cur); err != nil || !ok {
+			return err
 		}
 		_, err = client.AppsV1().DaemonSets(ds.Namespace).Update(ctx, cur, metav1.UpdateOptions{FieldManager: fieldManager})
 		return err

@@ -14,7 +14,7 @@ import (
 
 // stateV1 is the state as bulkhead wrote it before it gated in CPU and memory: one budget, in
 // seats, and each wave's measurement in seats. Rollouts started by an older bulkhead are read
-// through it and carried on as version 2.
+// through it and carried on as the current version.
 type stateV1 struct {
 	Version          int                            `json:"v"`
 	ID               string                         `json:"id"`
@@ -110,11 +110,17 @@ func decodeVersion(v int, raw string) (State, error) {
 	switch v {
 	case 1:
 		return decodeV1(raw)
-	case version:
+	case 2, version:
+		// Version 3 only added optional fields (mode, held, revision, wouldHalt, a shared
+		// lane); a version 2 state reads as a guarded rollout of the CLI.
 		var s State
 		dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
 		dec.DisallowUnknownFields()
-		return s, dec.Decode(&s)
+		if err := dec.Decode(&s); err != nil {
+			return State{}, err
+		}
+		s.Version = version
+		return s, nil
 	}
-	return State{}, fmt.Errorf("state version %d is not supported (want 1 or %d); was it written by a newer bulkhead release?", v, version)
+	return State{}, fmt.Errorf("state version %d is not supported (want 1 to %d); was it written by a newer bulkhead release?", v, version)
 }

@@ -71,13 +71,18 @@ type Start struct {
 	OriginalStrategy appsv1.DaemonSetUpdateStrategy
 	OriginalHash     string
 	Before           []FlowBaseline
+	Mode             Mode
+	Held             bool
+	Revision         string
 }
 
 // New is a rollout's first state: a baseline soak, which measures the servers (and, for an
-// update, the current version in its lane) before any pod changes.
+// update, the current version in its lane) before any pod changes. An observed rollout has one
+// wave, the whole fleet, which the DaemonSet controller rolls by itself: it begins there.
 func New(st Start, now time.Time) (State, error) {
 	s := State{
 		Version: version, ID: st.ID, Kind: st.Kind, Phase: Baseline, SoakStarted: now,
+		Mode: st.Mode, Held: st.Held, Revision: st.Revision,
 		WavesSpec: st.WavesSpec, Targets: append([]int(nil), st.Targets...), Eligible: st.Eligible,
 		Soak: Duration{st.Soak}, BaselineSoak: Duration{st.BaselineSoak}, Budget: maps.Clone(st.Budget), Limits: maps.Clone(st.Limits),
 		Lane: st.Lane, NodeLabel: st.NodeLabel, OriginalStrategy: st.OriginalStrategy, OriginalHash: st.OriginalHash,
@@ -91,6 +96,13 @@ func New(st Start, now time.Time) (State, error) {
 	}
 	if len(st.Budget) == 0 {
 		return State{}, fmt.Errorf("no budget")
+	}
+	if s.Observing() {
+		if st.Held {
+			return State{}, fmt.Errorf("an observed rollout holds nothing, so it cannot adopt a held DaemonSet")
+		}
+		s.Targets = []int{st.Eligible}
+		s.Phase, s.Wave, s.WaveStarted = Rolling, 1, now
 	}
 	if err := s.validate(); err != nil {
 		return State{}, err
@@ -112,10 +124,21 @@ func (s State) WaveRolled(done int, now time.Time) (State, error) {
 	return s, nil
 }
 
+// Observed records, for an observed rollout, that the DaemonSet controller has rolled the
+// whole fleet and every agent settled: Rolling → Soaking, the soak counting from now.
+func (s State) Observed(done int, now time.Time) (State, error) {
+	if !s.Observing() || s.Phase != Rolling {
+		return s, fmt.Errorf("only an observed rollout that waits for the DaemonSet controller can be observed rolled (mode %q, phase %s)", s.Mode, s.Phase)
+	}
+	s.Phase, s.Done, s.WaveStarted, s.SoakStarted, s.Updated = Soaking, done, now, now, now
+	return s, nil
+}
+
 // Decided applies an analysis verdict to a soaking wave or the baseline. Proceed records the
 // wave's measurement and moves on (to the next wave, or to finishing after the last); Hold
 // changes nothing; Halt starts the rollback with the reasons, keeping the halting wave's
-// record for the report.
+// record for the report. An observed rollout never rolls back: a halt is recorded as what guard
+// would have done (WouldHalt, Reason), and the rollout finishes as a proceed would.
 func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now time.Time) (State, error) {
 	if s.Phase != Soaking && s.Phase != Baseline {
 		return s, fmt.Errorf("a %s verdict needs a soaking wave, but the rollout is in phase %s", v, s.Phase)
@@ -124,6 +147,12 @@ func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now tim
 	case analyze.Hold:
 		return s, nil
 	case analyze.Halt:
+		if s.Observing() {
+			rec.Wave = s.Wave
+			s.History = append(append([]WaveRecord(nil), s.History...), rec)
+			s.Phase, s.WouldHalt, s.Reason, s.Updated = Finishing, &rec, reason, now
+			return s, nil
+		}
 		rec.Wave = s.Wave
 		s.Phase, s.Reason, s.Halted, s.Updated = RollingBack, reason, &rec, now
 		return s, nil
@@ -190,12 +219,17 @@ func (s State) Resume(now time.Time) (State, error) {
 	return s, nil
 }
 
-// Abort starts a rollback on the user's request. Aborting a rollback in progress is a no-op.
+// Abort starts a rollback on the user's request, or because a new pod template superseded
+// the one rolled out. Aborting a rollback in progress is a no-op. An observed rollout, which
+// has nothing to roll back, stops measuring and finishes.
 func (s State) Abort(reason string, now time.Time) (State, error) {
 	switch {
 	case s.Terminal():
 		return s, fmt.Errorf("the rollout is already %s; nothing to abort", s.Phase)
 	case s.Phase == RollingBack:
+		return s, nil
+	case s.Observing():
+		s.Phase, s.Paused, s.Reason, s.Updated = Finishing, false, reason, now
 		return s, nil
 	}
 	s.Phase, s.Paused, s.Reason, s.Updated = RollingBack, false, reason, now

@@ -40,9 +40,21 @@ const (
 	Update Kind = "update"
 )
 
-// version is the schema version of the persisted state. Version 1 (seats only) is still read
-// (legacy.go).
-const version = 2
+// Mode says whether a rollout holds its waves (guard) or only measures one the DaemonSet
+// controller runs by itself (observe).
+type Mode string
+
+const (
+	// Guard rolls out in waves, halting and rolling back over budget. The zero Mode is Guard.
+	Guard Mode = "guard"
+	// Observe holds nothing: it waits for the DaemonSet controller to finish, measures the
+	// fleet, and records the decision guard would have taken, never acting on it.
+	Observe Mode = "observe"
+)
+
+// version is the schema version of the persisted state. Versions 1 (seats only) and 2 (before
+// the controller: no mode, revision or hold) are still read (legacy.go).
+const version = 3
 
 // State is everything a rollout must remember across processes: enough for `status` on any
 // machine and for `resume` after the CLI died at any instant.
@@ -53,6 +65,16 @@ type State struct {
 	Phase   Phase  `json:"phase"`
 	// Paused stops the rollout between actions; RollingBack cannot be paused.
 	Paused bool `json:"paused,omitempty"`
+	// Mode is guard ("" in states written before observe existed) or observe.
+	Mode Mode `json:"mode,omitempty"`
+	// Held says the rollout adopted a DaemonSet that admission holds (the controller's): it
+	// ends by releasing the hold (the latest requested update strategy, the hold's annotations
+	// removed), and a new DaemonSet that rolls back is kept, held, instead of deleted.
+	Held bool `json:"held,omitempty"`
+	// Revision names the pod template the rollout rolls out (its user template, hashed: the
+	// same template held, gated or not has the same revision). A DaemonSet whose template has
+	// another revision got a new one during the rollout.
+	Revision string `json:"revision,omitempty"`
 
 	// WavesSpec is --waves as given; Targets are its cumulative node counts resolved against
 	// Eligible nodes when the rollout started.
@@ -99,7 +121,11 @@ type State struct {
 	// Halted is the measurement of the soak that decided to halt, kept for the report; it is
 	// not a regression point (History is), since the rollback undoes it.
 	Halted *WaveRecord `json:"halted,omitempty"`
-	// Reason says why a rollout is rolling back (halt reasons or "aborted by user").
+	// WouldHalt is, in observe mode, the soak whose decision guard would have halted on, with
+	// its prediction; Reason then says why.
+	WouldHalt *WaveRecord `json:"wouldHalt,omitempty"`
+	// Reason says why a rollout is rolling back (halt reasons or "aborted by user"), or in
+	// observe mode why guard would have halted it.
 	Reason string `json:"reason,omitempty"`
 	// Updated is when this state was last written.
 	Updated time.Time `json:"updated"`
@@ -109,6 +135,10 @@ type State struct {
 type Lane struct {
 	FlowSchema    string `json:"flowSchema"`
 	PriorityLevel string `json:"priorityLevel"`
+	// Shared says the FlowSchema routes the agents to a level bulkhead does not own, the one
+	// they would reach anyway (observe mode: measured, never limited); only the FlowSchema is
+	// the rollout's.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // FlowBaseline is one flow's health before the rollout.
@@ -160,6 +190,11 @@ func (s State) validate() error {
 	default:
 		return fmt.Errorf("kind %q is not create or update", s.Kind)
 	}
+	switch s.Mode {
+	case "", Guard, Observe:
+	default:
+		return fmt.Errorf("mode %q is not guard or observe", s.Mode)
+	}
 	switch s.Phase {
 	case Baseline, Rolling, Soaking, Finishing, Complete, RollingBack, RolledBack:
 	default:
@@ -193,6 +228,12 @@ func (s State) validate() error {
 	if s.Lane.FlowSchema == "" || s.Lane.PriorityLevel == "" {
 		return fmt.Errorf("lane names are missing")
 	}
+	if s.Observing() {
+		if s.Phase == Baseline || s.Phase == RollingBack || s.Phase == RolledBack {
+			return fmt.Errorf("an observed rollout has no phase %s: it neither measures a baseline nor rolls back", s.Phase)
+		}
+		return nil
+	}
 	if s.Kind == Create && s.NodeLabel == "" {
 		return fmt.Errorf("a new DaemonSet's rollout needs its node label")
 	}
@@ -201,6 +242,9 @@ func (s State) validate() error {
 	}
 	return nil
 }
+
+// Observing reports whether the rollout only observes the DaemonSet controller's.
+func (s State) Observing() bool { return s.Mode == Observe }
 
 // Duration is a time.Duration that reads as "60s" in the annotation, for humans using kubectl.
 type Duration struct{ time.Duration }

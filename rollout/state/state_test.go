@@ -92,6 +92,7 @@ func TestEncodeDecodeRoundTripsEveryField(t *testing.T) {
 	s.History = []WaveRecord{seats(200, 0, 20, 0.4, 12)}
 	s.Reference = &check.Reference{ServerCPU: predict.Estimate{Mean: 0.2, SE: 0.01, Samples: 6}}
 	s.Reason = "none yet"
+	s.Held, s.Revision = true, "3f2a9c0d1e2b4a5f"
 	s.Before = []FlowBaseline{{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSec: 0.5, WaitP99: Duration{250 * time.Millisecond}}}
 	if got := roundTrip(t, s); !reflect.DeepEqual(got, s) {
 		t.Fatalf("round trip changed the state:\n got %+v\nwant %+v", got, s)
@@ -126,9 +127,9 @@ func TestDecodeNamesWhatIsWrongWithADamagedState(t *testing.T) {
 		wantErr string
 	}{
 		{"not JSON", map[string]string{Annotation: "{oops"}, "is not a rollout state"},
-		{"another release", edit(`"v":2`, `"v":7`), "state version 7 is not supported"},
+		{"another release", edit(`"v":3`, `"v":7`), "state version 7 is not supported"},
 		{"unknown phase", edit(`"phase":"Rolling"`, `"phase":"Dancing"`), `phase "Dancing" is unknown`},
-		{"unknown field", edit(`"v":2,`, `"v":2,"extra":true,`), `unknown field "extra"`},
+		{"unknown field", edit(`"v":3,`, `"v":3,"extra":true,`), `unknown field "extra"`},
 		{"targets not increasing", edit(`"targets":[2,10,200]`, `"targets":[10,2,200]`), "must strictly increase"},
 		{"wave out of range", edit(`"wave":1`, `"wave":9`), "wave 9 is outside 0..3"},
 		{"lane missing", edit(`"flowSchema":"bulkhead-obs.agent"`, `"flowSchema":""`), "lane names are missing"},
@@ -345,7 +346,7 @@ func TestAVersionOneStateIsStillRead(t *testing.T) {
 	if err != nil || !found {
 		t.Fatalf("Decode of a version 1 state: found %v, %v", found, err)
 	}
-	if s.Version != 2 || s.Phase != Soaking || s.Wave != 2 || s.Done != 10 || s.NextAction() != Soak {
+	if s.Version != version || s.Phase != Soaking || s.Wave != 2 || s.Done != 10 || s.NextAction() != Soak {
 		t.Fatalf("carried over: v%d %s wave %d done %d", s.Version, s.Phase, s.Wave, s.Done)
 	}
 	if l := s.Limits[check.Seats]; s.Budget[check.Seats] != 10 || l.Value != 59 || l.Capacity != 598 || len(s.Budget) != 1 {
@@ -357,6 +358,62 @@ func TestAVersionOneStateIsStillRead(t *testing.T) {
 		t.Fatalf("wave 1's record %+v, want %+v", got, want)
 	}
 	if again := roundTrip(t, s); !reflect.DeepEqual(again, s) {
-		t.Fatalf("written back as version 2 and read again, it changed:\n got %+v\nwant %+v", again, s)
+		t.Fatalf("written back as version %d and read again, it changed:\n got %+v\nwant %+v", version, again, s)
+	}
+}
+
+// A rollout begun before the controller (state version 2: no mode, hold or revision) is read as
+// a guarded rollout of the CLI and goes on.
+func TestAVersionTwoStateIsReadAsAGuardedRolloutOfTheCLI(t *testing.T) {
+	v2 := `{"v":2,"id":"20261125-040000-beef","kind":"update","phase":"Rolling","waves":"1%,5%,100%","targets":[2,10,200],` +
+		`"eligible":200,"wave":1,"done":0,"soak":"1m0s","budget":{"cpu":25,"memory":25,"seats":10},"limits":{},` +
+		`"lane":{"flowSchema":"bulkhead-obs.agent","priorityLevel":"bulkhead-obs.agent"},"originalStrategy":{"type":"RollingUpdate"},` +
+		`"originalHash":"6b7f9c","updated":"2026-11-25T04:01:30Z"}`
+	s, found, err := Decode(map[string]string{Annotation: v2})
+	if err != nil || !found {
+		t.Fatalf("Decode of a version 2 state: found %v, %v", found, err)
+	}
+	if s.Version != version || s.Observing() || s.Held || s.Revision != "" || s.NextAction() != RollWave {
+		t.Fatalf("carried over: v%d mode %q held %v revision %q next %s", s.Version, s.Mode, s.Held, s.Revision, s.NextAction())
+	}
+	if again := roundTrip(t, s); !reflect.DeepEqual(again, s) {
+		t.Fatalf("written back and read again, it changed:\n got %+v\nwant %+v", again, s)
+	}
+}
+
+// An observed rollout waits for the DaemonSet controller, soaks the whole fleet and finishes
+// whatever the verdict: a halt is recorded as what guard would have done, never acted on.
+func TestAnObservedRolloutRecordsTheHaltItWouldHaveMadeAndFinishes(t *testing.T) {
+	must := mustFor(t)
+	st := start(Update)
+	st.Mode, st.Revision = Observe, "3f2a"
+	s := must(New(st, t0))
+	if s.Phase != Rolling || s.Wave != 1 || !reflect.DeepEqual(s.Targets, []int{200}) || s.NextAction() != RollWave {
+		t.Fatalf("an observed rollout begins waiting for the DaemonSet controller at 100%%: %s wave %d targets %v", s.Phase, s.Wave, s.Targets)
+	}
+	s = roundTrip(t, must(s.Observed(200, at(90))))
+	if s.Phase != Soaking || s.Done != 200 || !s.SoakStarted.Equal(at(90)) || !s.FreshSoak() {
+		t.Fatalf("observed rolled: %s done %d soak from %v", s.Phase, s.Done, s.SoakStarted)
+	}
+	rec := seats(0, 200, 90, 3, 9)
+	rec.Headline = "wave 1: 200 agents use 90 seats — halting"
+	s = roundTrip(t, must(s.Decided(analyze.Halt, rec, "seats: over the budget", at(150))))
+	if s.Phase != Finishing || s.WouldHalt == nil || s.WouldHalt.Headline != rec.Headline || s.Reason != "seats: over the budget" || s.Halted != nil {
+		t.Fatalf("an observed halt: %s, would-halt %+v, reason %q, halted %+v", s.Phase, s.WouldHalt, s.Reason, s.Halted)
+	}
+	if s = must(s.Finished(at(151))); s.Phase != Complete || len(s.History) != 1 {
+		t.Fatalf("finished: %s with %d records", s.Phase, len(s.History))
+	}
+	if _, err := must(New(st, t0)).Decided(analyze.Proceed, rec, "", t0); err == nil {
+		t.Fatal("a verdict before the DaemonSet controller rolled the fleet was accepted")
+	}
+	held := st
+	held.Held = true
+	if _, err := New(held, t0); err == nil {
+		t.Fatal("an observed rollout of a held DaemonSet was accepted")
+	}
+	aborted := must(must(New(st, t0)).Abort("superseded", at(5)))
+	if aborted.Phase != Finishing || aborted.NextAction() != Finish {
+		t.Fatalf("aborting an observation: %s, next %s; want it to stop measuring and finish", aborted.Phase, aborted.NextAction())
 	}
 }

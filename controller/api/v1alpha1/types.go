@@ -81,7 +81,7 @@ const ConditionReady = "Ready"
 
 // AddToScheme registers the types, for clients that decode them.
 func AddToScheme(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &RolloutPolicy{}, &RolloutPolicyList{})
+	s.AddKnownTypes(GroupVersion, &RolloutPolicy{}, &RolloutPolicyList{}, &RolloutStatus{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

@@ -196,6 +196,7 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	if ds, err = execute.SaveState(ctx, lab.Client, ds, prev, st); err != nil {
 		t.Fatalf("SaveState: %v", err)
 	}
+	saved := st
 	if _, err := execute.SaveState(ctx, lab.Client, ds, prev, st); err == nil || !strings.Contains(err.Error(), "the rollout state changed under us") {
 		t.Fatalf("a second save from the same stale state must fail: %v", err)
 	}
@@ -219,6 +220,10 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 		if err := execute.Finish(ctx, lab.Client, ds, st); err != nil {
 			t.Fatalf("Finish (run %d): %v", i+1, err)
 		}
+	}
+	// The last write restores the update strategy with the final state.
+	if _, err := execute.End(ctx, lab.Client, ds, saved, must(t)(st.Finished(time.Now()))); err != nil {
+		t.Fatalf("End: %v", err)
 	}
 	waitAgents(t, ctx, ds, nodes)
 	// A RollingUpdate restart would begin in the controller's sync of the restored DaemonSet.
@@ -279,6 +284,7 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	if ds, err = execute.StartUpdate(ctx, lab.Client, ds, newTemplate, st); err != nil {
 		t.Fatalf("StartUpdate: %v", err)
 	}
+	saved := st
 	// OnDelete: the controller's sync of the new template restarts nothing.
 	waitSynced(t, ctx, ds, func(s appsv1.DaemonSetStatus) bool { return s.UpdatedNumberScheduled == 0 })
 	if got := podsByNode(t, ctx, ds); !reflect.DeepEqual(got, untouched) {
@@ -313,9 +319,13 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	st = must(t)(st.WaveRolled(done, time.Now()))
 	st = must(t)(st.Decided(analyze.Halt, state.WaveRecord{}, "test: the new version is bad", time.Now()))
 	for i := range 2 { // Rollback is idempotent
-		if err := execute.Rollback(ctx, lab.Client, ds, st); err != nil {
+		if err := execute.Rollback(ctx, lab.Client, ds, st, nil); err != nil {
 			t.Fatalf("Rollback (run %d): %v", i+1, err)
 		}
+	}
+	// The last write restores the update strategy with the final state.
+	if _, err := execute.End(ctx, lab.Client, ds, saved, must(t)(st.RolledBackAt(time.Now()))); err != nil {
+		t.Fatalf("End: %v", err)
 	}
 	ds, current, err := execute.CurrentRevision(ctx, lab.Client, ns, name)
 	if err != nil {
@@ -404,7 +414,7 @@ func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
 		}
 	}
 	waitAgents(t, ctx, ds, 8)
-	if err := execute.Rollback(ctx, lab.Client, ds, st); err != nil {
+	if err := execute.Rollback(ctx, lab.Client, ds, st, nil); err != nil {
 		t.Fatalf("Rollback: %v", err)
 	}
 }
