@@ -155,9 +155,9 @@ func harness(t *testing.T, engine func(cache.Indexer) *fakeEngine, policies []*v
 	e := engine(dsStore)
 	r := &Reconciler{
 		Engine: e, DaemonSets: appslisters.NewDaemonSetLister(dsStore), Namespaces: corelisters.NewNamespaceLister(nsStore),
-		Policies: func() ([]*v1alpha1.RolloutPolicy, error) { return policies, nil },
+		Policies:       func() ([]*v1alpha1.RolloutPolicy, error) { return policies, nil },
 		WaitingRequeue: 5 * time.Millisecond,
-		Metrics: NewMetrics(appslisters.NewDaemonSetLister(dsStore), nil),
+		Metrics:        NewMetrics(appslisters.NewDaemonSetLister(dsStore), nil),
 	}
 	return e, NewQueue(r.Reconcile, 5*time.Millisecond, 50*time.Millisecond, nil), dsStore, r
 }
