@@ -80,6 +80,9 @@ func Run(ctx context.Context, c Config) error {
 	compartmentSchemas := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.LabelSelector = apf.ManagedSelector(apf.PurposeCompartment)
 	})).Flowcontrol().V1().FlowSchemas()
+	laneSchemas := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = apf.ManagedSelector(apf.PurposeRolloutLane)
+	})).Flowcontrol().V1().FlowSchemas()
 	apiservers := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(metav1.NamespaceDefault),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName + "=kubernetes" })).
 		Discovery().V1().EndpointSlices()
@@ -177,7 +180,7 @@ func Run(ctx context.Context, c Config) error {
 	// The factory's informers are made before Start (it starts only those asked for); the
 	// filtered ones have factories of their own and run by themselves.
 	shared := []cache.SharedIndexInformer{dsInformer.Informer(), nsInformer.Informer(), plInformer.Informer()}
-	own := []cache.SharedIndexInformer{compartmentSchemas.Informer(), apiservers.Informer(), policyInformer.Informer(), statusInformer.Informer()}
+	own := []cache.SharedIndexInformer{compartmentSchemas.Informer(), laneSchemas.Informer(), apiservers.Informer(), policyInformer.Informer(), statusInformer.Informer()}
 	factory.Start(ctx.Done())
 	var syncs []cache.InformerSynced
 	for _, inf := range own {
@@ -193,7 +196,7 @@ func Run(ctx context.Context, c Config) error {
 	logf("caches synced")
 
 	housekeeping := &housekeeper{client: client, dyn: dyn, daemonSets: dsInformer.Lister(), levels: plInformer.Lister(),
-		schemas: compartmentSchemas.Lister(), apiservers: apiservers.Lister(), policies: policies, policyFor: rec.policyFor,
+		schemas: compartmentSchemas.Lister(), lanes: laneSchemas.Lister(), apiservers: apiservers.Lister(), policies: policies, policyFor: rec.policyFor,
 		metrics: metrics, logf: logf}
 	lead := func(ctx context.Context) {
 		metrics.SetLeader(true)

@@ -17,14 +17,16 @@ import (
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 )
 
-// housekeeper keeps policy status and standing compartments in line with the caches: each
-// pass reads only informer caches and writes only what changed.
+// housekeeper keeps policy status and standing compartments in line with the caches, and
+// removes the lanes of DaemonSets deleted mid-rollout: each pass reads only informer caches and
+// writes only what changed.
 type housekeeper struct {
 	client     kubernetes.Interface
 	dyn        dynamic.Interface
 	daemonSets appslisters.DaemonSetLister
 	levels     flowcontrollisters.PriorityLevelConfigurationLister
 	schemas    flowcontrollisters.FlowSchemaLister
+	lanes      flowcontrollisters.FlowSchemaLister
 	apiservers discoverylisters.EndpointSliceLister
 	policies   func() ([]*v1alpha1.RolloutPolicy, error)
 	policyFor  func(*appsv1.DaemonSet) (*v1alpha1.RolloutPolicy, error)
@@ -92,4 +94,21 @@ func (h *housekeeper) pass(ctx context.Context) {
 		h.logf("compartments: %v", err)
 	}
 	h.metrics.SetCompartments(compartmentSeats(desired))
+
+	lanes, err := h.lanes.List(labels.Everything())
+	if err != nil {
+		h.logf("lanes: %v", err)
+		return
+	}
+	exists := func(ns, name string) bool {
+		_, err := h.daemonSets.DaemonSets(ns).Get(name)
+		return err == nil
+	}
+	removed, err := removeLanes(ctx, h.client, OrphanLanes(lanes, exists, time.Now()))
+	for _, r := range removed {
+		h.logf("%s", r)
+	}
+	if err != nil {
+		h.logf("lanes: %v", err)
+	}
 }

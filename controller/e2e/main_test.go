@@ -28,10 +28,10 @@ import (
 
 var lab *labtest.Lab
 
-const nodes = 6
+const nodes = 12
 
 func TestMain(m *testing.M) {
-	os.Exit(labtest.Run(m, labtest.Options{Nodes: nodes, PodsPerNode: 1, Services: 1}, &lab))
+	os.Exit(labtest.Run(m, labtest.Options{Nodes: nodes, PodsPerNode: 40, Services: 4}, &lab))
 }
 
 // installed installs what `bulkhead install --controller` installs, once per package.
