@@ -59,7 +59,9 @@ func follow(t *testing.T, ns, name string) *observed {
 	o := &observed{podsOn: map[string]map[string]bool{}, stop: cancel}
 	t.Cleanup(cancel)
 	dsFactory := informers.NewSharedInformerFactoryWithOptions(lab.Client, 0, informers.WithNamespace(ns),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String() }))
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
+		}))
 	podFactory := informers.NewSharedInformerFactoryWithOptions(lab.Client, 0, informers.WithNamespace(ns),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = "app=" + name }))
 	onDS := func(obj any) {
@@ -251,7 +253,9 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 	if _, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, manifest.DeepCopy(), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	t.Cleanup(func() { _ = lab.Client.AppsV1().DaemonSets(ns).Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = lab.Client.AppsV1().DaemonSets(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 	stopReapplying := reapplier(t, ctx, manifest)
 	st := waitRollout(t, ctx, ns, name, 4*time.Minute, "the seed's agent rolled back", func(s state.State) bool { return s.Phase == state.RolledBack })
 	// GitOps keeps re-applying the halted manifest: nothing may start again.
@@ -297,7 +301,9 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 	if _, err := lab.Client.AppsV1().DaemonSets(observe).Create(ctx, labtest.AgentDaemonSet(observe, name, "agent:v1", seedAgent), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	t.Cleanup(func() { _ = lab.Client.AppsV1().DaemonSets(observe).Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = lab.Client.AppsV1().DaemonSets(observe).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 	st = waitRollout(t, ctx, observe, name, 4*time.Minute, "the observed rollout complete", func(s state.State) bool { return s.Phase == state.Complete })
 	if st.WouldHalt == nil || st.WouldHalt.Resources[check.CPU].Predicted == nil || st.Reason == "" || !st.Observing() {
 		t.Fatalf("observe must record the halt guard would have made, with its prediction: %+v, reason %q", st.WouldHalt, st.Reason)
@@ -364,7 +370,9 @@ func TestAWatchAgentRollsOutThroughAFailoverAndItsCompartmentHoldsItWhenItTurnsB
 	if _, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, manifest.DeepCopy(), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	t.Cleanup(func() { _ = lab.Client.AppsV1().DaemonSets(ns).Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = lab.Client.AppsV1().DaemonSets(ns).Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 	midWave2 := waitRollout(t, ctx, ns, name, 3*time.Minute, "wave 2 under way", func(s state.State) bool {
 		return s.Wave == 2 && (s.Phase == state.Rolling || s.Phase == state.Soaking)
 	})
