@@ -21,6 +21,8 @@ const (
 	Adopt Action = "adopt"
 	// Step: a rollout the controller drives is under way.
 	Step Action = "step"
+	// Release: let a held DaemonSet go without a rollout (it was opted out).
+	Release Action = "release"
 )
 
 // Decide says what to do for a DaemonSet governed by policy (nil when no policy selects it
@@ -60,6 +62,11 @@ func Decide(ds *appsv1.DaemonSet, policy *v1alpha1.RolloutPolicy) (Action, strin
 			return Adopt, "observe: the DaemonSet controller is rolling out revision " + revision, nil
 		}
 		return None, "not held", nil
+	}
+	if ds.Labels[v1alpha1.OptOutLabel] == "true" && !under {
+		// Admission no longer holds it; what it held is let go (a rollout under way goes on:
+		// abort it to stop it).
+		return Release, "opted out (" + v1alpha1.OptOutLabel + "=true) while held", nil
 	}
 	switch {
 	case under && ours && st.Revision != revision && st.Phase != state.RollingBack:

@@ -58,6 +58,8 @@ func TestDecide(t *testing.T) {
 	free.Annotations = map[string]string{}
 	rolling := free.DeepCopy()
 	rolling.Generation, rolling.Status.ObservedGeneration = 2, 1
+	optedOut := held.DeepCopy()
+	optedOut.Labels = map[string]string{v1alpha1.OptOutLabel: "true"}
 	deleting := held.DeepCopy()
 	deleting.DeletionTimestamp = &metav1.Time{Time: time.Now()}
 	guarded := func(phase state.Phase) *appsv1.DaemonSet { return withState(t, held, phase, true, state.Guard) }
@@ -89,6 +91,9 @@ func TestDecide(t *testing.T) {
 		{"observe, an earlier revision observed", newTemplate(observed(state.Complete)), observe, Adopt, "observe"},
 		{"observe, at rest", free, observe, None, "not held"},
 		{"being deleted", deleting, guard, None, "being deleted"},
+		{"opted out while held", optedOut, nil, Release, "opted out"},
+		{"opted out while held, halted", withState(t, optedOut, state.RolledBack, true, state.Guard), nil, Release, "opted out"},
+		{"opted out during its rollout: the rollout goes on", withState(t, optedOut, state.Soaking, true, state.Guard), nil, Step, "phase Soaking"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,14 +12,19 @@
 //     priority levels, compartment schemas and the API servers' EndpointSlices. No periodic LIST.
 //  3. A work queue keyed by DaemonSet (Queue) hands one key to one worker at a time. The
 //     Reconciler reads the caches and asks Decide (pure) what to do: Adopt a held DaemonSet
-//     (start its rollout with its policy's Settings), Step a rollout under way, or nothing.
-//  4. The rollout core (Engine) does one bounded step — observe → decide → act → save, the
-//     state on the DaemonSet — and says when to come back (StepResult.RequeueAfter). A crash
-//     between steps loses nothing: the next step re-reads the world.
+//     (start its rollout with its policy's Settings; a new template supersedes a rollout under
+//     way), Step a rollout under way, Release one opted out, or nothing. Observe policies
+//     adopt a DaemonSet the DaemonSet controller rolls out by itself, to measure it only.
+//  4. The rollout core (RolloutEngine around rollout.Engine, the one `bulkhead rollout`
+//     runs) does one bounded step — observe → decide → act → save, the state on the
+//     DaemonSet — and says when to come back (StepResult.RequeueAfter). A crash between steps
+//     loses nothing: the next step re-reads the world, and a soak whose samples died with
+//     the process starts again. After each action the DaemonSet's RolloutStatus (a view of
+//     the state for kubectl get) is brought in step.
 //  5. Housekeeping, from the caches every few seconds, writes only what changed: each
-//     policy's status (guarded, rolling, halted, a Ready condition) and the standing
+//     policy's status (guarded, rolling, halted, a Ready condition), the standing
 //     compartments (sized from a completed rollout's steady demand, with hysteresis;
-//     removed with their DaemonSet).
+//     removed with their DaemonSet), and the lanes of DaemonSets deleted mid-rollout.
 //
 // Replicas share the work through a Lease (client-go leaderelection): all keep warm caches,
 // only the leader runs the queue and housekeeping, and a replica that loses the Lease exits.

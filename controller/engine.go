@@ -25,6 +25,8 @@ type Engine interface {
 	Adopt(ctx context.Context, ds *appsv1.DaemonSet, s v1alpha1.Settings) (state.State, error)
 	// Step does the next bounded piece of a rollout and says when to come back.
 	Step(ctx context.Context, namespace, name string) (StepResult, error)
+	// Release lets a held DaemonSet with no rollout under way go unguarded, saying why.
+	Release(ctx context.Context, ds *appsv1.DaemonSet, why string) error
 }
 
 // StepResult is what one step did.
@@ -93,6 +95,11 @@ func (r *RolloutEngine) Step(ctx context.Context, namespace, name string) (StepR
 	r.measuring()
 	res, err := r.Engine.Step(ctx, namespace, name)
 	return StepResult{State: res.State, Decision: res.Decision, RequeueAfter: res.RequeueAfter, Superseded: res.Superseded}, err
+}
+
+// Release implements Engine.
+func (r *RolloutEngine) Release(ctx context.Context, ds *appsv1.DaemonSet, why string) error {
+	return r.Engine.Release(ctx, ds, why)
 }
 
 // measuring starts the meter when it is not running and notes that a rollout needs it.

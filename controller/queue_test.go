@@ -133,6 +133,12 @@ func (e *fakeEngine) Step(_ context.Context, namespace, name string) (StepResult
 	return StepResult{State: st, Decision: &analyze.Decision{Verdict: analyze.Proceed, Reasons: nil}}, nil
 }
 
+func (e *fakeEngine) Release(_ context.Context, ds *appsv1.DaemonSet, _ string) error {
+	ds = ds.DeepCopy()
+	delete(ds.Annotations, hold.HeldAnnotation)
+	return e.store.Update(ds)
+}
+
 func heldDaemonSet(ns, name string) *appsv1.DaemonSet {
 	return &appsv1.DaemonSet{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: map[string]string{hold.HeldAnnotation: hold.HeldCreate}},

@@ -92,6 +92,11 @@ func (r *Reconciler) act(ctx context.Context, ds *appsv1.DaemonSet) (time.Durati
 	switch action {
 	case Adopt:
 		return r.adopt(ctx, ds, policy, reason)
+	case Release:
+		if err := r.Engine.Release(ctx, ds.DeepCopy(), reason); err != nil {
+			return 0, fmt.Errorf("release %s/%s: %w", ds.Namespace, ds.Name, err)
+		}
+		return 0, nil
 	case Step:
 		start := time.Now()
 		res, err := r.Engine.Step(ctx, ds.Namespace, ds.Name)

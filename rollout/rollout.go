@@ -337,10 +337,25 @@ func (e *Engine) rollbackRevision(ctx context.Context, ds *appsv1.DaemonSet, han
 // release lets a held update go without a rollout when every pod runs its template already:
 // nothing would change on any node.
 func (e *Engine) release(ctx context.Context, ds *appsv1.DaemonSet, revision string) error {
+	return e.Release(ctx, ds, fmt.Sprintf("every pod already runs revision %s: nothing to roll out", revision))
+}
+
+// Release lets a DaemonSet admission holds go without a rollout, saying why (it was opted out,
+// or nothing would change): its template without the hold's gate, the update strategy
+// requested last, the hold's annotations removed. A rollout under way is not touched: release
+// refuses a DaemonSet whose template changed since ds was read.
+func (e *Engine) Release(ctx context.Context, ds *appsv1.DaemonSet, why string) error {
+	revision, err := execute.TemplateRevision(ds.Spec.Template)
+	if err != nil {
+		return err
+	}
+	if st, found, err := state.Decode(ds.Annotations); err == nil && found && !st.Terminal() {
+		return fmt.Errorf("DaemonSet %s/%s is under rollout %s (phase %s): abort it to stop it", ds.Namespace, ds.Name, st.ID, st.Phase)
+	}
 	if err := execute.Release(ctx, e.Client, ds, revision); err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("every pod already runs revision %s: nothing to roll out; released with the update strategy requested", revision)
+	msg := why + "; released with the update strategy requested"
 	e.logf(ds, "%s", msg)
 	e.event(ctx, e.Client, ds, false, "Released", msg)
 	return nil

@@ -69,9 +69,10 @@ func End(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet,
 	})
 }
 
-// Release lets a held DaemonSet go without a rollout (every pod runs its template already):
-// the update strategy last requested comes back and the hold's annotations go, in one update
-// that refuses a template other than revision's.
+// Release lets a held DaemonSet go without a rollout (every pod runs its template already, or
+// it was opted out): the user's template (without the hold's gate) and the update strategy last
+// requested come back and the hold's annotations go, in one update that refuses a template
+// other than revision's.
 func Release(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, revision string) error {
 	err := updateDaemonSet(ctx, client, ds, func(d *appsv1.DaemonSet) (bool, error) {
 		rev, err := TemplateRevision(d.Spec.Template)
@@ -81,6 +82,7 @@ func Release(ctx context.Context, client kubernetes.Interface, ds *appsv1.Daemon
 		if rev != revision {
 			return false, fmt.Errorf("%w (revision %s arrived, releasing %s)", ErrSuperseded, rev, revision)
 		}
+		d.Spec.Template = UserTemplate(d.Spec.Template)
 		release(d, appsv1.DaemonSetUpdateStrategy{})
 		return true, nil
 	})
