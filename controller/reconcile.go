@@ -49,6 +49,9 @@ type Reconciler struct {
 	// rollouts started that the cache may not show yet, by DaemonSet key.
 	adopting sync.Mutex
 	adopted  map[string]string
+	// waiting holds the DaemonSets told they wait for a slot, by key, with the reason (which
+	// names the revision): the Event is written once, not at every look.
+	waiting map[string]string
 }
 
 // Reconcile handles the DaemonSet "namespace/name" and says when to come back (0: when it
@@ -122,13 +125,21 @@ func (r *Reconciler) adopt(ctx context.Context, ds *appsv1.DaemonSet, policy *v1
 	}
 	r.adopting.Lock()
 	defer r.adopting.Unlock()
+	key := ds.Namespace + "/" + ds.Name
 	if busy, n := r.busy(ds); busy {
-		r.event(ds, false, "Waiting", fmt.Sprintf("%s; %d rollouts are under way (at most %d at once): it starts when one ends", reason, n, r.MaxRollouts))
+		if r.waiting[key] != reason {
+			if r.waiting == nil {
+				r.waiting = map[string]string{}
+			}
+			r.waiting[key] = reason
+			r.event(ds, false, "Waiting", fmt.Sprintf("%s; %d rollouts are under way (at most %d at once): it starts when one ends", reason, n, r.MaxRollouts))
+		}
 		if r.WaitingRequeue > 0 {
 			return r.WaitingRequeue, nil
 		}
 		return waitingRequeue, nil
 	}
+	delete(r.waiting, key)
 	st, err := r.Engine.Adopt(ctx, ds.DeepCopy(), settings)
 	if err == nil && st.ID != "" {
 		if r.adopted == nil {
