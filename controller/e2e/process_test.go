@@ -56,7 +56,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +68,7 @@ func freeAddr(t *testing.T) string {
 
 // controllerKubeconfig is a kubeconfig of the controller's own service account, as its pod
 // would have: the test runs the controller as a process with exactly its RBAC.
-func controllerKubeconfig(t *testing.T, ctx context.Context) string {
+func controllerKubeconfig(t testing.TB, ctx context.Context) string {
 	t.Helper()
 	seconds := int64(3600)
 	tok, err := lab.Client.CoreV1().ServiceAccounts(hold.ControllerNamespace).CreateToken(ctx, hold.ControllerServiceAccount,
@@ -87,7 +87,7 @@ func controllerKubeconfig(t *testing.T, ctx context.Context) string {
 	return path
 }
 
-func startReplica(t *testing.T, bin, kubeconfig, id string) *replica {
+func startReplica(t testing.TB, bin, kubeconfig, id string) *replica {
 	t.Helper()
 	r := &replica{id: id, metrics: freeAddr(t), health: freeAddr(t), out: &lockedBuffer{}}
 	r.cmd = exec.Command(bin, "controller", "--kubeconfig", kubeconfig, "--id", id,
@@ -118,7 +118,7 @@ func startReplica(t *testing.T, bin, kubeconfig, id string) *replica {
 }
 
 // scrape reads a replica's /metrics with expfmt: family → label string → value.
-func (r *replica) scrape(t *testing.T) map[string]map[string]float64 {
+func (r *replica) scrape(t testing.TB) map[string]map[string]float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + r.metrics + "/metrics")
 	if err != nil {
@@ -153,7 +153,7 @@ func leaseHolder(ctx context.Context) string {
 	return *l.Spec.HolderIdentity
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	var last string
 	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
@@ -168,7 +168,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 
 // completedRollout is the state a finished rollout leaves: 6 agents measured at 1.8 seats
 // steady, on one API server of 600 seats.
-func completedRollout(t *testing.T) map[string]string {
+func completedRollout(t testing.TB) map[string]string {
 	t.Helper()
 	st, err := state.New(state.Start{ID: "done-1", Kind: state.Create, WavesSpec: "1,100%", Targets: []int{1, nodes}, Eligible: nodes,
 		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 600}),

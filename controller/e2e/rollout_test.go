@@ -53,7 +53,7 @@ type observed struct {
 	stop   context.CancelFunc
 }
 
-func follow(t *testing.T, ns, name string) *observed {
+func follow(t testing.TB, ns, name string) *observed {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &observed{podsOn: map[string]map[string]bool{}, stop: cancel}
@@ -134,7 +134,7 @@ func (o *observed) rollouts() []string {
 }
 
 // rolloutOf reads the DaemonSet's rollout state.
-func rolloutOf(t *testing.T, ctx context.Context, ns, name string) (*appsv1.DaemonSet, state.State) {
+func rolloutOf(t testing.TB, ctx context.Context, ns, name string) (*appsv1.DaemonSet, state.State) {
 	t.Helper()
 	ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -148,7 +148,7 @@ func rolloutOf(t *testing.T, ctx context.Context, ns, name string) (*appsv1.Daem
 }
 
 // waitRollout waits until the DaemonSet's rollout state satisfies ok.
-func waitRollout(t *testing.T, ctx context.Context, ns, name string, timeout time.Duration, what string, ok func(state.State) bool) state.State {
+func waitRollout(t testing.TB, ctx context.Context, ns, name string, timeout time.Duration, what string, ok func(state.State) bool) state.State {
 	t.Helper()
 	var st state.State
 	eventually(t, timeout, what, func() (bool, string) {
@@ -160,7 +160,7 @@ func waitRollout(t *testing.T, ctx context.Context, ns, name string, timeout tim
 
 // probeP99 runs an ordinary client's GET 10 times a second until stop is called, and then
 // returns its p99 and the requests that failed or never came back within a second.
-func probeP99(t *testing.T, ctx context.Context) (stop func() (time.Duration, int)) {
+func probeP99(t testing.TB, ctx context.Context) (stop func() (time.Duration, int)) {
 	t.Helper()
 	const ns = "probe"
 	if err := lab.ServiceAccount(ctx, ns, "probe", "view"); err != nil {
@@ -189,7 +189,7 @@ func probeP99(t *testing.T, ctx context.Context) (stop func() (time.Duration, in
 
 // reapplier re-applies a manifest every 5 s, as a GitOps tool does: a whole-object replace with
 // what git says, bulkhead's annotations and guards dropped.
-func reapplier(t *testing.T, ctx context.Context, manifest *appsv1.DaemonSet) (stop func() int) {
+func reapplier(t testing.TB, ctx context.Context, manifest *appsv1.DaemonSet) (stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan int)
@@ -222,7 +222,7 @@ func reapplier(t *testing.T, ctx context.Context, manifest *appsv1.DaemonSet) (s
 }
 
 // rolloutStatus reads the DaemonSet's RolloutStatus.
-func rolloutStatus(t *testing.T, ctx context.Context, ns, name string) map[string]any {
+func rolloutStatus(t testing.TB, ctx context.Context, ns, name string) map[string]any {
 	t.Helper()
 	u, err := dyn(t).Resource(v1alpha1.RolloutStatusResource).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -310,7 +310,7 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 	}
 	t.Logf("observe: %s", st.WouldHalt.Headline)
 	live := settled(t, ctx, observe, name)
-	if live.Status.UpdatedNumberScheduled != nodes || hold.Held(live) != "" || live.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType {
+	if int(live.Status.UpdatedNumberScheduled) != nodes || hold.Held(live) != "" || live.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType {
 		t.Fatalf("observe must hold nothing: %d of %d nodes, %s", live.Status.UpdatedNumberScheduled, nodes, describe(live))
 	}
 	if !st.Lane.Shared || st.Lane.PriorityLevel != "workload-low" {
@@ -326,7 +326,7 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 	noForbidden(t, leader)
 }
 
-func noForbidden(t *testing.T, replicas ...*replica) {
+func noForbidden(t testing.TB, replicas ...*replica) {
 	t.Helper()
 	for _, r := range replicas {
 		if log := r.out.String(); strings.Contains(strings.ToLower(log), "forbidden") {
@@ -404,7 +404,7 @@ func TestAWatchAgentRollsOutThroughAFailoverAndItsCompartmentHoldsItWhenItTurnsB
 	}
 	live := settled(t, ctx, ns, name)
 	if hold.Held(live) != "" || live.Annotations[hold.RequestedStrategyAnnotation] != "" || live.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType ||
-		live.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() != 1 || live.Spec.Template.Spec.Affinity != nil || live.Status.UpdatedNumberScheduled != nodes {
+		live.Spec.UpdateStrategy.RollingUpdate.MaxUnavailable.IntValue() != 1 || live.Spec.Template.Spec.Affinity != nil || int(live.Status.UpdatedNumberScheduled) != nodes {
 		t.Fatalf("a completed rollout gives back the user's DaemonSet, released: %s, %d updated", describe(live), live.Status.UpdatedNumberScheduled)
 	}
 	eventually(t, 30*time.Second, "a RolloutStatus shows it complete", func() (bool, string) {
@@ -475,7 +475,7 @@ func TestAWatchAgentRollsOutThroughAFailoverAndItsCompartmentHoldsItWhenItTurnsB
 
 // behave gives every running pod of the DaemonSet a new behaviour, as a configuration change
 // without a new pod template would: the lab's emulator follows it.
-func behave(t *testing.T, ctx context.Context, ns, name, behavior string) {
+func behave(t testing.TB, ctx context.Context, ns, name, behavior string) {
 	t.Helper()
 	pods, err := lab.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
 	if err != nil {
@@ -493,7 +493,7 @@ func behave(t *testing.T, ctx context.Context, ns, name, behavior string) {
 type flow struct{ dispatched, rejected, waits, waitSeconds float64 }
 
 // flowTotals reads a flow schema's counters from the lab's API server (parsed with expfmt).
-func flowTotals(t *testing.T, ctx context.Context, flowSchema string) flow {
+func flowTotals(t testing.TB, ctx context.Context, flowSchema string) flow {
 	t.Helper()
 	raw, err := lab.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
