@@ -53,8 +53,10 @@ func (c Compartment) Owner() string { return "daemonset/" + c.Namespace + "/" + 
 
 // DesiredCompartments works out every compartment that should exist: one per DaemonSet whose
 // governing policy has compartments on and whose last rollout completed with a measurement.
-// current maps compartment names to the seats they were sized for (hysteresis); replicas is
-// how many API servers share the demand. Pure.
+// A compartment that exists stays, at its size, while a later rollout of its DaemonSet is under
+// way or after it rolled back: the agents it contains still run (the rollout's lane takes
+// precedence while there is one). current maps compartment names to the seats they were
+// sized for (hysteresis); replicas is how many API servers share the demand. Pure.
 func DesiredCompartments(daemonSets []*appsv1.DaemonSet, policyFor func(*appsv1.DaemonSet) (*v1alpha1.RolloutPolicy, error),
 	current map[string]int, replicas int) ([]Compartment, error) {
 	var out []Compartment
@@ -69,18 +71,22 @@ func DesiredCompartments(daemonSets []*appsv1.DaemonSet, policyFor func(*appsv1.
 			continue
 		}
 		st, found, err := state.Decode(ds.Annotations)
-		if err != nil || !found || st.Phase != state.Complete || st.Limits[check.Seats].Capacity <= 0 {
-			continue
-		}
-		steady, ok := SteadyDemand(st)
-		if !ok {
+		if err != nil || !found || st.Limits[check.Seats].Capacity <= 0 {
 			continue
 		}
 		replicas := max(1, replicas)
 		serverSeats := int(st.Limits[check.Seats].Capacity) / replicas
+		name := apf.CompartmentName(ds.Namespace, ds.Name)
+		steady, ok := SteadyDemand(st)
+		if st.Phase != state.Complete || !ok {
+			if seats, exists := current[name]; exists && seats > 0 {
+				out = append(out, Compartment{Namespace: ds.Namespace, DaemonSet: ds.Name, Name: name,
+					ServiceAccount: execute.ServiceAccountOf(ds), Seats: seats, ServerSeats: serverSeats})
+			}
+			continue
+		}
 		sizing := apf.DefaultCompartmentSizing
 		sizing.MaxSeats = max(sizing.MinSeats, serverSeats/10)
-		name := apf.CompartmentName(ds.Namespace, ds.Name)
 		seats, _, err := apf.SizeCompartment(current[name], steady/float64(replicas), sizing)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("compartment of %s/%s: %w", ds.Namespace, ds.Name, err))

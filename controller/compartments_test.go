@@ -81,6 +81,11 @@ func TestCompartmentsFollowCompletedRolloutsOfPoliciesThatWantThem(t *testing.T)
 	if again[0].Seats != 10 {
 		t.Fatalf("a 10-seat compartment for 6 seats of need shrank to %d; it should keep its size", again[0].Seats)
 	}
+	// A compartment that exists stays at its size through a later rollout and its rollback.
+	kept, _ := DesiredCompartments(daemonSets[1:3], policyFor, map[string]int{apf.CompartmentName("agents", "rolling"): 4, apf.CompartmentName("agents", "halted"): 3}, 2)
+	if len(kept) != 2 || kept[0].Seats != 4 || kept[1].Seats != 3 {
+		t.Fatalf("compartments through a later rollout: %+v; want both kept at their size", kept)
+	}
 }
 
 func TestPolicyCounts(t *testing.T) {
