@@ -121,6 +121,7 @@ func benchController(b *testing.B) {
 			b.Fatal(err)
 		}
 		createPolicy(b, ctx, "bench-observe", map[string]any{"namespaces": []any{ns}, "mode": "observe"}, "")
+		seenByController(b, ctx, "bench-observe")
 		o := follow(b, ns, name)
 		probe := probeP99(b, ctx)
 		start, before := time.Now(), dispatchedBy(b, ctx, controllerSchema)

@@ -221,6 +221,20 @@ func reapplier(t testing.TB, ctx context.Context, manifest *appsv1.DaemonSet) (s
 	}
 }
 
+// seenByController waits until the controller has written the policy's status: its caches hold
+// the policy (observe policies hold nothing, so admission cannot tell).
+func seenByController(t testing.TB, ctx context.Context, policy string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "the controller saw policy "+policy, func() (bool, string) {
+		u, err := dyn(t).Resource(v1alpha1.Resource).Get(ctx, policy, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		seen, _, _ := unstructuredInt(u.Object, "status", "observedGeneration")
+		return seen >= u.GetGeneration(), fmt.Sprint(u.Object["status"])
+	})
+}
+
 // rolloutStatus reads the DaemonSet's RolloutStatus.
 func rolloutStatus(t testing.TB, ctx context.Context, ns, name string) map[string]any {
 	t.Helper()
@@ -298,6 +312,7 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 		t.Fatal(err)
 	}
 	createPolicy(t, ctx, "observe", map[string]any{"namespaces": []any{observe}, "mode": "observe", "soak": "10s"}, "")
+	seenByController(t, ctx, "observe")
 	if _, err := lab.Client.AppsV1().DaemonSets(observe).Create(ctx, labtest.AgentDaemonSet(observe, name, "agent:v1", seedAgent), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
