@@ -3,12 +3,14 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"text/tabwriter"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -221,6 +223,42 @@ func reapplier(t testing.TB, ctx context.Context, manifest *appsv1.DaemonSet) (s
 	}
 }
 
+// kubectlGet is `kubectl get rolloutstatuses -n ns` as kubectl prints it: the API server's
+// Table (its printer columns), rendered.
+func kubectlGet(t testing.TB, ctx context.Context, ns string) string {
+	t.Helper()
+	raw, err := lab.Client.CoreV1().RESTClient().Get().AbsPath("/apis", v1alpha1.GroupVersion.Group, v1alpha1.GroupVersion.Version, "namespaces", ns, "rolloutstatuses").
+		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("get rolloutstatuses as a table: %v", err)
+	}
+	var table metav1.Table
+	if err := json.Unmarshal(raw, &table); err != nil {
+		t.Fatalf("decode the table: %v", err)
+	}
+	var b strings.Builder
+	w := tabwriter.NewWriter(&b, 3, 0, 3, ' ', 0)
+	var cols []string
+	for _, c := range table.ColumnDefinitions {
+		if c.Priority == 0 {
+			cols = append(cols, strings.ToUpper(c.Name))
+		}
+	}
+	fmt.Fprintln(w, strings.Join(cols, "\t"))
+	for _, r := range table.Rows {
+		var cells []string
+		for i, c := range r.Cells {
+			if table.ColumnDefinitions[i].Priority == 0 {
+				cells = append(cells, fmt.Sprint(c))
+			}
+		}
+		fmt.Fprintln(w, strings.Join(cells, "\t"))
+	}
+	w.Flush()
+	t.Logf("kubectl get rolloutstatuses -n %s\n%s", ns, b.String())
+	return b.String()
+}
+
 // seenByController waits until the controller has written the policy's status: its caches hold
 // the policy (observe policies hold nothing, so admission cannot tell).
 func seenByController(t testing.TB, ctx context.Context, policy string) {
@@ -273,7 +311,7 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 	stopReapplying := reapplier(t, ctx, manifest)
 	st := waitRollout(t, ctx, ns, name, 4*time.Minute, "the seed's agent rolled back", func(s state.State) bool { return s.Phase == state.RolledBack })
 	// GitOps keeps re-applying the halted manifest: nothing may start again.
-	time.Sleep(30 * time.Second)
+	time.Sleep(20 * time.Second)
 	reapplies := stopReapplying()
 	p99, failed := probe()
 	t.Logf("halted: %s (%d re-applies; ordinary GET p99 %v)", st.Halted.Headline, reapplies, p99)
@@ -301,6 +339,9 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 		s := rolloutStatus(t, ctx, ns, name)
 		return s["phase"] == "RolledBack" && s["wave"] == "1/2" && s["resource"] == "cpu", fmt.Sprint(s)
 	})
+	if table := kubectlGet(t, ctx, ns); !contains(table, "PHASE", "WAVE", "NODES", "PREDICTED", "BUDGET", "RolledBack", "cpu") {
+		t.Fatalf("kubectl get rolloutstatuses shows:\n%s", table)
+	}
 	if m := leader.scrape(t); m["bulkhead_controller_decisions_total"]["reason=budget,verdict=halt"] < 1 {
 		t.Errorf("decisions: %v; want the halt counted by its kind", m["bulkhead_controller_decisions_total"])
 	}
@@ -437,7 +478,7 @@ func TestAWatchAgentRollsOutThroughAFailoverAndItsCompartmentHoldsItWhenItTurnsB
 	behave(t, ctx, ns, name, seedAgent)
 	before := flowTotals(t, ctx, compartment)
 	probe := probeP99(t, ctx)
-	time.Sleep(45 * time.Second)
+	time.Sleep(30 * time.Second)
 	p99, failed := probe()
 	after := flowTotals(t, ctx, compartment)
 	behave(t, ctx, ns, name, watchAgent)
