@@ -365,6 +365,11 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 		t.Fatalf("observe must record the halt guard would have made, with its prediction: %+v, reason %q", st.WouldHalt, st.Reason)
 	}
 	t.Logf("observe: %s", st.WouldHalt.Headline)
+	eventually(t, 30*time.Second, "a RolloutStatus of the observed rollout", func() (bool, string) {
+		s := rolloutStatus(t, ctx, observe, name)
+		return s["phase"] == "Complete" && s["mode"] == "observe", fmt.Sprint(s)
+	})
+	kubectlGet(t, ctx, observe)
 	live := settled(t, ctx, observe, name)
 	if int(live.Status.UpdatedNumberScheduled) != nodes || hold.Held(live) != "" || live.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType {
 		t.Fatalf("observe must hold nothing: %d of %d nodes, %s", live.Status.UpdatedNumberScheduled, nodes, describe(live))
@@ -467,6 +472,7 @@ func TestAWatchAgentRollsOutThroughAFailoverAndItsCompartmentHoldsItWhenItTurnsB
 		s := rolloutStatus(t, ctx, ns, name)
 		return s["phase"] == "Complete" && s["wave"] == "3/3" && s["nodes"] == fmt.Sprintf("%d/%d", nodes, nodes), fmt.Sprint(s)
 	})
+	kubectlGet(t, ctx, ns)
 
 	// The compartment, and the agents turning into the seed's without a new template (a
 	// ConfigMap change would do that): only they queue.
