@@ -481,9 +481,12 @@ func Status(ctx context.Context, client kubernetes.Interface, namespace, name st
 // cluster as it was before this rollout acted, for judging other flows, and the servers'
 // capacity.
 func (e *Engine) before(ctx context.Context) (controlplane.Reading, error) {
+	// A meter that stopped while no rollout needed it keeps its old readings: only a recent one
+	// tells what the servers do now.
+	recent := time.Now().Add(-2 * e.Meter.Every())
 	var r controlplane.Reading
 	for attempt := 0; attempt < 3; attempt++ {
-		if readings := e.Meter.Since(time.Time{}); len(readings) > 0 {
+		if readings := e.Meter.Since(recent); len(readings) > 0 {
 			r = readings[len(readings)-1]
 			if r.Reachable() {
 				return r, nil
