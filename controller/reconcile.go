@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
+	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -103,6 +105,9 @@ func (r *Reconciler) act(ctx context.Context, ds *appsv1.DaemonSet) (time.Durati
 	case Step:
 		start := time.Now()
 		res, err := r.Engine.Step(ctx, ds.Namespace, ds.Name)
+		if errors.Is(err, execute.ErrStateChanged) {
+			return adoptedRequeue, nil // a command (abort, pause) moved the rollout on: step again
+		}
 		r.Metrics.observeStep(res, err, time.Since(start))
 		if err != nil {
 			return 0, fmt.Errorf("step %s/%s: %w", ds.Namespace, ds.Name, err)
@@ -141,6 +146,9 @@ func (r *Reconciler) adopt(ctx context.Context, ds *appsv1.DaemonSet, policy *v1
 	}
 	delete(r.waiting, key)
 	st, err := r.Engine.Adopt(ctx, ds.DeepCopy(), settings)
+	if errors.Is(err, execute.ErrStateChanged) || errors.Is(err, execute.ErrSuperseded) {
+		return adoptedRequeue, nil // the cache was behind the DaemonSet: decide again on what it is now
+	}
 	if err == nil && st.ID != "" {
 		if r.adopted == nil {
 			r.adopted = map[string]string{}
