@@ -17,6 +17,7 @@ import (
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
 	"github.com/bulkhead-dev/bulkhead/controller/hold"
 	"github.com/bulkhead-dev/bulkhead/rollout/check"
+	"github.com/bulkhead-dev/bulkhead/rollout/report"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -63,7 +64,7 @@ func StatusOf(ds *appsv1.DaemonSet) (s v1alpha1.RolloutStatusStatus, ok bool, er
 		if p == nil {
 			continue
 		}
-		s.Resources = append(s.Resources, v1alpha1.ResourceStatus{Resource: string(r), Unit: unit(r),
+		s.Resources = append(s.Resources, v1alpha1.ResourceStatus{Resource: string(r), Unit: report.Unit(r),
 			Predicted: p.Mean, PredictedLow: p.Low, PredictedHigh: p.High, Budget: l.Value, Share: l.Share})
 		if l.Value > 0 && p.Mean/l.Value > lead {
 			lead = p.Mean / l.Value
@@ -72,16 +73,6 @@ func StatusOf(ds *appsv1.DaemonSet) (s v1alpha1.RolloutStatusStatus, ok bool, er
 		}
 	}
 	return s, true, nil
-}
-
-func unit(r check.Resource) string {
-	switch r {
-	case check.CPU:
-		return "cores"
-	case check.Memory:
-		return "bytes"
-	}
-	return "seats"
 }
 
 // statuses keeps every DaemonSet's RolloutStatus in step with its state, from an informer's

@@ -6,7 +6,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strings"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -51,6 +50,55 @@ func BenchmarkController(b *testing.B) {
 type scenarioRow struct {
 	name, outcome, decision, p99, cost, took string
 	nodes                                     int
+	requests                                  float64
+}
+
+// scenario applies an agent with a plain create in namespace ns (a policy of that name is made
+// from spec unless nil: it exists already), re-applies its manifest every 5 s for reapplyFor
+// when that is not 0, and waits for its rollout to end.
+func scenario(b *testing.B, ctx context.Context, title, ns, name, behavior string, spec map[string]any, reapplyFor time.Duration) scenarioRow {
+	if err := lab.ServiceAccount(ctx, ns, name, "view"); err != nil {
+		b.Fatal(err)
+	}
+	if spec != nil {
+		spec["namespaces"] = []any{ns}
+		held := ns // admission holds in a guard policy's namespace: wait for it
+		if spec["mode"] == "observe" {
+			held = ""
+		}
+		createPolicy(b, ctx, ns, spec, held)
+		seenByController(b, ctx, ns)
+	}
+	manifest := labtest.AgentDaemonSet(ns, name, "agent:v1", behavior)
+	o := follow(b, ns, name)
+	probe := probeP99(b, ctx)
+	start, before := time.Now(), dispatchedBy(b, ctx, controllerSchema)
+	if _, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, manifest.DeepCopy(), metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	stop := func() int { return 0 }
+	if reapplyFor > 0 {
+		stop = reapplier(b, ctx, manifest)
+	}
+	st := waitRollout(b, ctx, ns, name, 30*time.Minute, title+" decided", func(s state.State) bool { return s.Terminal() })
+	took := time.Since(start)
+	requests := dispatchedBy(b, ctx, controllerSchema) - before
+	time.Sleep(time.Until(start.Add(reapplyFor)))
+	reapplies := stop()
+	p99, failed := probe()
+	outcome := fmt.Sprintf("%s after wave %d", st.Phase, haltedWave(st))
+	switch {
+	case st.WouldHalt != nil:
+		outcome = string(st.Phase) + ", guard would have halted"
+	case st.Phase == state.Complete:
+		outcome = string(st.Phase)
+	}
+	if reapplyFor > 0 {
+		outcome += fmt.Sprintf("; %d rollout(s) through %d re-applies", len(o.rollouts()), reapplies)
+	}
+	_ = lab.Client.AppsV1().DaemonSets(ns).Delete(ctx, name, metav1.DeleteOptions{})
+	return scenarioRow{name: title, nodes: o.nodesEver(), outcome: outcome, decision: headline(st), requests: requests,
+		p99: fmt.Sprintf("%v (%d failed)", p99.Round(time.Millisecond), failed), cost: perMinute(requests, took), took: took.Round(time.Second).String()}
 }
 
 func benchController(b *testing.B) {
@@ -62,83 +110,20 @@ func benchController(b *testing.B) {
 
 	// Idle: a policy, nothing to roll out.
 	createPolicy(b, ctx, "bench-seed", map[string]any{"namespaces": []any{"bench-seed"}}, "bench-seed")
+	seenByController(b, ctx, "bench-seed")
 	idle := requestsPerMinute(b, ctx, 2*time.Minute)
 	costRows = append(costRows, [2]string{"API requests/min, idle (a policy, nothing held)", fmt.Sprintf("%.1f", idle)})
 
-	var rows []scenarioRow
-	// The seed's agent, re-applied every 5 s for 5 minutes by a GitOps tool.
-	{
-		const ns, name = "bench-seed", "telemetry"
-		if err := lab.ServiceAccount(ctx, ns, name, "view"); err != nil {
-			b.Fatal(err)
-		}
-		manifest := labtest.AgentDaemonSet(ns, name, "agent:v1", seedAgent10s)
-		o := follow(b, ns, name)
-		probe := probeP99(b, ctx)
-		start, before := time.Now(), dispatchedBy(b, ctx, controllerSchema)
-		if _, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, manifest.DeepCopy(), metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		stop := reapplier(b, ctx, manifest)
-		st := waitRollout(b, ctx, ns, name, 15*time.Minute, "the seed's agent decided", func(s state.State) bool { return s.Terminal() })
-		decided := time.Since(start)
-		time.Sleep(time.Until(start.Add(5 * time.Minute)))
-		reapplies := stop()
-		p99, failed := probe()
-		rows = append(rows, scenarioRow{name: "seed-agent, re-applied every 5 s for 5 min", nodes: o.nodesEver(),
-			outcome:  fmt.Sprintf("%s after wave %d; %d rollout(s) through %d re-applies", st.Phase, haltedWave(st), len(o.rollouts()), reapplies),
-			decision: firstLine(headline(st)), p99: fmt.Sprintf("%v (%d failed)", p99.Round(time.Millisecond), failed),
-			cost: perMinute(dispatchedBy(b, ctx, controllerSchema)-before, time.Since(start)), took: decided.Round(time.Second).String()})
-		_ = lab.Client.AppsV1().DaemonSets(ns).Delete(ctx, name, metav1.DeleteOptions{})
+	// The seed's agent, re-applied every 5 s for 5 minutes by a GitOps tool; a watch-based
+	// agent (its API cost is one whole rollout's); the seed's agent under observe: it reaches
+	// every node and the halt guard would have made is recorded.
+	rows := []scenarioRow{
+		scenario(b, ctx, "seed-agent, re-applied every 5 s for 5 min", "bench-seed", "telemetry", seedAgent10s, nil, 5*time.Minute),
+		scenario(b, ctx, "watch-agent", "bench-watch", "agent", watchAgent, map[string]any{}, 0),
+		scenario(b, ctx, "seed-agent, observe", "bench-observe", "telemetry", seedAgent10s, map[string]any{"mode": "observe"}, 0),
 	}
-	// A watch-based agent: the API cost of one whole rollout.
-	{
-		const ns, name = "bench-watch", "agent"
-		if err := lab.ServiceAccount(ctx, ns, name, "view"); err != nil {
-			b.Fatal(err)
-		}
-		createPolicy(b, ctx, "bench-watch", map[string]any{"namespaces": []any{ns}}, "")
-		o := follow(b, ns, name)
-		probe := probeP99(b, ctx)
-		start, before := time.Now(), dispatchedBy(b, ctx, controllerSchema)
-		if _, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, labtest.AgentDaemonSet(ns, name, "agent:v1", watchAgent), metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		st := waitRollout(b, ctx, ns, name, 30*time.Minute, "the watch agent decided", func(s state.State) bool { return s.Terminal() })
-		took := time.Since(start)
-		requests := dispatchedBy(b, ctx, controllerSchema) - before
-		p99, failed := probe()
-		rows = append(rows, scenarioRow{name: "watch-agent", nodes: o.nodesEver(), outcome: string(st.Phase), decision: firstLine(headline(st)),
-			p99: fmt.Sprintf("%v (%d failed)", p99.Round(time.Millisecond), failed), cost: perMinute(requests, took), took: took.Round(time.Second).String()})
-		costRows = append(costRows, [2]string{"API requests per rollout (watch agent, 4 waves, 200 nodes)", fmt.Sprintf("%.0f over %v (%s/min)", requests, took.Round(time.Second), perMinute(requests, took))})
-		_ = lab.Client.AppsV1().DaemonSets(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	}
-	// The seed's agent under observe: it reaches every node; the halt guard would have made
-	// is recorded.
-	{
-		const ns, name = "bench-observe", "telemetry"
-		if err := lab.ServiceAccount(ctx, ns, name, "view"); err != nil {
-			b.Fatal(err)
-		}
-		createPolicy(b, ctx, "bench-observe", map[string]any{"namespaces": []any{ns}, "mode": "observe"}, "")
-		seenByController(b, ctx, "bench-observe")
-		o := follow(b, ns, name)
-		probe := probeP99(b, ctx)
-		start, before := time.Now(), dispatchedBy(b, ctx, controllerSchema)
-		if _, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, labtest.AgentDaemonSet(ns, name, "agent:v1", seedAgent10s), metav1.CreateOptions{}); err != nil {
-			b.Fatal(err)
-		}
-		st := waitRollout(b, ctx, ns, name, 20*time.Minute, "the observed rollout decided", func(s state.State) bool { return s.Terminal() })
-		took := time.Since(start)
-		p99, failed := probe()
-		outcome := string(st.Phase) + ", within budget"
-		if st.WouldHalt != nil {
-			outcome = string(st.Phase) + ", guard would have halted"
-		}
-		rows = append(rows, scenarioRow{name: "seed-agent, observe", nodes: o.nodesEver(), outcome: outcome, decision: firstLine(headline(st)),
-			p99: fmt.Sprintf("%v (%d failed)", p99.Round(time.Millisecond), failed), cost: perMinute(dispatchedBy(b, ctx, controllerSchema)-before, took), took: took.Round(time.Second).String()})
-		_ = lab.Client.AppsV1().DaemonSets(ns).Delete(ctx, name, metav1.DeleteOptions{})
-	}
+	w := rows[1]
+	costRows = append(costRows, [2]string{"API requests per rollout (watch agent, waves 2, 10, 50, 200 nodes)", fmt.Sprintf("%.0f over %s (%s/min)", w.requests, w.took, w.cost)})
 
 	// 100 guarded DaemonSets: the time each create takes to come back held (admission is in
 	// the API server), then the controller with 100 in its care (3 rolling, the rest waiting).
@@ -235,11 +220,6 @@ func headline(st state.State) string {
 		return fmt.Sprintf("wave %d: %d agents; fleet %s vs budget %s", rec.Wave, rec.New, check.Range(check.CPU, p.Mean, p.Low, p.High), check.Amount(check.CPU, st.Limits[check.CPU].Value))
 	}
 	return rec.Headline
-}
-
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
 }
 
 func quantiles(d []time.Duration) string {

@@ -117,7 +117,7 @@ func FromState(namespace, name string, st state.State) Report {
 		if !ok {
 			continue
 		}
-		r.Budgets = append(r.Budgets, Budget{Resource: string(res), Unit: unit(res), Share: l.Share, Capacity: l.Capacity,
+		r.Budgets = append(r.Budgets, Budget{Resource: string(res), Unit: Unit(res), Share: l.Share, Capacity: l.Capacity,
 			Used: l.Used, Limit: l.Value, From: l.From, Words: l.String(), Gated: l.Known()})
 	}
 	for _, rec := range st.History {
@@ -130,7 +130,8 @@ func FromState(namespace, name string, st state.State) Report {
 	return r
 }
 
-func unit(r check.Resource) string {
+// Unit names a resource's unit as the report and the controller's RolloutStatus write it.
+func Unit(r check.Resource) string {
 	switch r {
 	case check.CPU:
 		return "cores"
