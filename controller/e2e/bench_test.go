@@ -49,8 +49,8 @@ func BenchmarkController(b *testing.B) {
 
 type scenarioRow struct {
 	name, outcome, decision, p99, cost, took string
-	nodes                                     int
-	requests                                  float64
+	nodes                                    int
+	requests                                 float64
 }
 
 // scenario applies an agent with a plain create in namespace ns (a policy of that name is made
@@ -174,7 +174,7 @@ func countController(b testing.TB, ctx context.Context) {
 		Rules: []flowcontrolv1.PolicyRulesWithSubjects{{
 			Subjects: []flowcontrolv1.Subject{{Kind: flowcontrolv1.SubjectKindServiceAccount,
 				ServiceAccount: &flowcontrolv1.ServiceAccountSubject{Namespace: hold.ControllerNamespace, Name: hold.ControllerServiceAccount}}},
-			ResourceRules: []flowcontrolv1.ResourcePolicyRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, ClusterScope: true, Namespaces: []string{"*"}}},
+			ResourceRules:    []flowcontrolv1.ResourcePolicyRule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, ClusterScope: true, Namespaces: []string{"*"}}},
 			NonResourceRules: []flowcontrolv1.NonResourcePolicyRule{{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}},
 		}}}}
 	if _, err := lab.Client.FlowcontrolV1().FlowSchemas().Create(ctx, fs, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
