@@ -13,6 +13,12 @@ import (
 func Describe(namespace, name string, st state.State, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "DaemonSet %s/%s, rollout %s (%s)\n", namespace, name, st.ID, st.Kind)
+	switch {
+	case st.Observing():
+		fmt.Fprintf(&b, "mode:    observe — the DaemonSet controller rolls it out by itself; measured in level %s, never held\n", st.Lane.PriorityLevel)
+	case st.Held:
+		fmt.Fprintf(&b, "driver:  bulkhead controller (adopted from admission's hold), revision %s\n", st.Revision)
+	}
 	phase := string(st.Phase)
 	if st.Paused {
 		phase += ", paused"
@@ -45,6 +51,9 @@ func Describe(namespace, name string, st state.State, now time.Time) string {
 	}
 	if h := st.Halted; h != nil && h.Headline != "" {
 		fmt.Fprintf(&b, "halted:  %s\n", h.Headline)
+	}
+	if h := st.WouldHalt; h != nil && h.Headline != "" {
+		fmt.Fprintf(&b, "guard would have halted it: %s\n", h.Headline)
 	}
 	if st.Reason != "" {
 		fmt.Fprintf(&b, "reason:  %s\n", st.Reason)

@@ -97,3 +97,26 @@ func TestOptionsAreCheckedBeforeAnythingElse(t *testing.T) {
 		t.Errorf("good options: %v", err)
 	}
 }
+
+func TestDescribeSaysAnObservedRolloutWouldHaveHalted(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 4, 0, 0, 0, time.UTC)
+	st, err := state.New(state.Start{ID: "r3", Kind: state.Create, Mode: state.Observe, WavesSpec: "100%", Eligible: 200, Targets: []int{200},
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: limits, Lane: state.Lane{FlowSchema: "l", PriorityLevel: "workload-low", Shared: true}}, t0)
+	if err != nil {
+		t.Fatalf("state.New: %v", err)
+	}
+	if st, err = st.Observed(200, t0.Add(time.Minute)); err != nil {
+		t.Fatalf("Observed: %v", err)
+	}
+	headline := "wave 1: 200 agents use 4.10 cores; 200 agents would need 4.10 cores (95%: 3.90–4.30) of the API servers' 2.0 cores — budget 0.500 cores (25%) — halting"
+	if st, err = st.Decided(analyze.Halt, state.WaveRecord{New: 200, Resources: measured(check.CPU, 4.1, 0.1, 9), Headline: headline},
+		"cpu: 200 agents would need 4.10 cores", t0.Add(2*time.Minute)); err != nil {
+		t.Fatalf("Decided: %v", err)
+	}
+	got := Describe("obs", "agent", st, t0.Add(2*time.Minute))
+	for _, want := range []string{"mode:    observe", "level workload-low, never held", "guard would have halted it: " + headline, "next:    finish"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
+	}
+}

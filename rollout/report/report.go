@@ -166,8 +166,16 @@ func step(rec state.WaveRecord, st state.State, verdict string) Step {
 func outcome(st state.State) string {
 	last := len(st.Targets)
 	switch {
+	case st.Observing() && st.WouldHalt != nil:
+		return fmt.Sprintf("observed: the DaemonSet controller rolled out %d nodes by itself; guard would have halted it (%s)", st.Done, st.Reason)
+	case st.Observing() && st.Phase == state.Complete:
+		return fmt.Sprintf("observed: the DaemonSet controller rolled out %d nodes by itself, within the budget", st.Done)
+	case st.Observing():
+		return fmt.Sprintf("observing (%s): the DaemonSet controller rolls the DaemonSet out by itself; nothing is held", st.Phase)
 	case st.Phase == state.Complete:
 		return fmt.Sprintf("complete: all %d eligible nodes run the new pods; the update strategy is restored and the lane removed", st.Eligible)
+	case st.Phase == state.RolledBack && st.Kind == state.Create && st.Held:
+		return fmt.Sprintf("rolled back in wave %d of %d: the new DaemonSet is kept, held and without pods, so that re-applying it changes nothing (%s)", st.Wave, last, st.Reason)
 	case st.Phase == state.RolledBack && st.Kind == state.Create:
 		return fmt.Sprintf("rolled back in wave %d of %d: the new DaemonSet, its pods and its lane are gone (%s)", st.Wave, last, st.Reason)
 	case st.Phase == state.RolledBack && st.Wave == 0:
