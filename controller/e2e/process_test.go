@@ -97,8 +97,17 @@ func startReplica(t testing.TB, bin, kubeconfig, id string) *replica {
 		t.Fatalf("start %s: %v", id, err)
 	}
 	t.Cleanup(func() {
-		_ = r.cmd.Process.Kill()
-		_, _ = r.cmd.Process.Wait()
+		// SIGTERM first: a replica that stops releases the Lease, so the next test's controller
+		// leads at once instead of 15 s later.
+		exited := make(chan struct{})
+		go func() { _, _ = r.cmd.Process.Wait(); close(exited) }()
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = r.cmd.Process.Kill()
+			<-exited
+		}
 		if t.Failed() {
 			t.Logf("replica %s said:\n%s", id, r.out.String())
 		}
