@@ -405,11 +405,11 @@ func noForbidden(t testing.TB, replicas ...*replica) {
 func TestAWatchAgentRollsOutThroughAFailoverAndItsCompartmentHoldsItWhenItTurnsBad(t *testing.T) {
 	ctx := context.Background()
 	install(t, ctx)
-	const ns, name = "fleet", "agent"
+	const ns, name = "waves", "agent"
 	if err := lab.ServiceAccount(ctx, ns, name, "view"); err != nil {
 		t.Fatal(err)
 	}
-	createPolicy(t, ctx, "fleet", map[string]any{"namespaces": []any{ns}, "waves": []any{"25%", "50%", "100%"}, "soak": "10s", "compartments": true}, ns)
+	createPolicy(t, ctx, "waves", map[string]any{"namespaces": []any{ns}, "waves": []any{"25%", "50%", "100%"}, "soak": "10s", "compartments": true}, ns)
 	kubeconfig, bin := controllerKubeconfig(t, ctx), labtest.Bulkhead(t)
 	replicas := map[string]*replica{}
 	for _, id := range []string{"replica-a", "replica-b"} {
