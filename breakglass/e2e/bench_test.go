@@ -27,8 +27,14 @@ func BenchmarkOperatorUnderSaturation(b *testing.B) {
 		user.QPS, user.Burst = 1000, 1000
 		mustBindNodesReader(b, "bob")
 
+		idle, err := lab.Stats(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
 		startCulprit(b, "culprit", "telemetry", culpritPods)
 		time.Sleep(10 * time.Second)
+		// A culprit whose LISTs fail (a 403 without RBAC) loads the server with nothing.
+		lab.RequireAgentsSucceeded(context.Background(), b, idle, "culprit/telemetry")
 
 		measure := func(name string, from, to time.Time, p *probe) {
 			p.check(b, name)
