@@ -179,6 +179,8 @@ func TestAgentShowsUpAsItsOwnFlowWithTheRequestsItMade(t *testing.T) {
 		// it may have one request that top counted but the emulator has not recorded yet.
 		edge := bracket.Seconds() - r.Window.Seconds + maxLatency(after, sa)
 		lo, hi := made-2*replicas-int64(math.Ceil(replicas*edge/0.9)), made+replicas
+		t.Logf("flow %s: top saw %d requests in %.1fs; the agents made %d in the %.1fs around it (bounds %d to %d)",
+			f.FlowSchema, seen, r.Window.Seconds, made, bracket.Seconds(), lo, hi)
 		if f.PriorityLevel != "workload-low" || seen < lo || seen > hi {
 			t.Errorf("flow %s: top saw %d requests (%.2f/s over %.1fs) in %s; the agents made %d in the %.1fs around it, so want %d to %d in workload-low",
 				f.FlowSchema, seen, f.DispatchedPerSecond, r.Window.Seconds, f.PriorityLevel, made, bracket.Seconds(), lo, hi)
