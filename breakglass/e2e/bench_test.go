@@ -33,8 +33,9 @@ func BenchmarkOperatorUnderSaturation(b *testing.B) {
 		}
 		startCulprit(b, "culprit", "telemetry", culpritPods)
 		time.Sleep(10 * time.Second)
-		// A culprit whose LISTs fail (a 403 without RBAC) loads the server with nothing.
-		lab.RequireAgentsSucceeded(context.Background(), b, idle, "culprit/telemetry")
+		// A culprit whose LISTs are never served (a 403 without RBAC) loads the server with nothing;
+		// once it saturates workload-low, APF rejects its excess (429).
+		lab.RequireAgentsServed(context.Background(), b, idle, "culprit/telemetry")
 
 		measure := func(name string, from, to time.Time, p *probe) {
 			p.check(b, name)
