@@ -141,27 +141,49 @@ func flow(t *testing.T, r controlplane.Reading, flowSchema string) controlplane.
 	return controlplane.FlowLoad{}
 }
 
-func TestAgentShowsUpAsItsOwnFlowAtItsScheduledRate(t *testing.T) {
-	// 5 pods × 1 request/s each: 5 req/s per agent. One LISTs every pod in the cluster, the other
-	// GETs one ConfigMap.
-	_, err := lab.Client.CoreV1().ConfigMaps("default").Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "e2e-target"}}, metav1.CreateOptions{})
+func TestAgentShowsUpAsItsOwnFlowWithTheRequestsItMade(t *testing.T) {
+	// 5 pods × 1 request/s each. One LISTs every pod in the cluster, the other GETs one ConfigMap.
+	ctx := context.Background()
+	_, err := lab.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "e2e-target"}}, metav1.CreateOptions{})
 	must(t, err)
-	startAgent(t, "lister", 5, "- list: pods\n  every: 1s\n", "workload-low")
-	startAgent(t, "getter", 5, "- get: configmaps/default/e2e-target\n  every: 1s\n", "workload-low")
-	time.Sleep(3 * time.Second) // let every emulated pod reach its schedule
+	const replicas = 5
+	startAgent(t, "lister", replicas, "- list: pods\n  every: 1s\n", "workload-low")
+	startAgent(t, "getter", replicas, "- get: configmaps/default/e2e-target\n  every: 1s\n", "workload-low")
+	waitFlowSchemaInUse(t, "e2e-lister")
+	waitFlowSchemaInUse(t, "e2e-getter")
 
+	// The emulator's own counts bracket top's window: what top reports must be what the agents did.
+	bracketStart := time.Now()
+	before, err := lab.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := runTop(t, "--once", "-o", "json", "--interval", "20s")
 	if err != nil {
 		t.Fatalf("top --once: %v\n%s", err, out)
 	}
+	after := lab.RequireAgentsSucceeded(ctx, t, before, agentNamespace+"/lister", agentNamespace+"/getter")
+	bracket := time.Since(bracketStart)
 	var r controlplane.Reading
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("top -o json is not a Reading: %v\n%s", err, out)
 	}
 	lister, getter := flow(t, r, "e2e-lister"), flow(t, r, "e2e-getter")
 	for _, f := range []controlplane.FlowLoad{lister, getter} {
-		if f.PriorityLevel != "workload-low" || f.DispatchedPerSecond < 4.5 || f.DispatchedPerSecond > 5.5 {
-			t.Errorf("flow %s: %.2f req/s in %s, want 5 ±10%% in workload-low", f.FlowSchema, f.DispatchedPerSecond, f.PriorityLevel)
+		sa := agentNamespace + "/" + strings.TrimPrefix(f.FlowSchema, "e2e-")
+		made := after.Agent(sa).Requests - before.Agent(sa).Requests
+		seen := int64(math.Round(f.DispatchedPerSecond * r.Window.Seconds))
+		// The bracket holds top's window and two edges. In the edges (plus one response time,
+		// since the emulator records a request when its answer is read) an agent starts at most
+		// one request per 0.9 s (1 s − 10% jitter) and one more at each edge's start; at the end,
+		// it may have one request that top counted but the emulator has not recorded yet.
+		edge := bracket.Seconds() - r.Window.Seconds + maxLatency(after, sa)
+		lo, hi := made-2*replicas-int64(math.Ceil(replicas*edge/0.9)), made+replicas
+		t.Logf("flow %s: top saw %d requests in %.1fs; the agents made %d in the %.1fs around it (bounds %d to %d)",
+			f.FlowSchema, seen, r.Window.Seconds, made, bracket.Seconds(), lo, hi)
+		if f.PriorityLevel != "workload-low" || seen < lo || seen > hi {
+			t.Errorf("flow %s: top saw %d requests (%.2f/s over %.1fs) in %s; the agents made %d in the %.1fs around it, so want %d to %d in workload-low",
+				f.FlowSchema, seen, f.DispatchedPerSecond, r.Window.Seconds, f.PriorityLevel, made, bracket.Seconds(), lo, hi)
 		}
 	}
 	if lister.SeatSecondsPerSecond <= getter.SeatSecondsPerSecond {
@@ -169,6 +191,30 @@ func TestAgentShowsUpAsItsOwnFlowAtItsScheduledRate(t *testing.T) {
 	}
 	t.Logf("lister %.2f req/s %.4f seat-s/s (%.1f seats avg); getter %.2f req/s %.4f seat-s/s (%.1f seats avg)",
 		lister.DispatchedPerSecond, lister.SeatSecondsPerSecond, lister.AverageSeats, getter.DispatchedPerSecond, getter.SeatSecondsPerSecond, getter.AverageSeats)
+}
+
+// maxLatency is the slowest answer any action of the service account got, in seconds.
+func maxLatency(st labtest.Stats, serviceAccount string) float64 {
+	var most float64
+	for _, a := range st {
+		if a.ServiceAccount == serviceAccount {
+			most = max(most, a.Max)
+		}
+	}
+	return most
+}
+
+// waitFlowSchemaInUse waits until APF classifies requests by the flow schema: its configuration
+// controller writes the schema's Dangling condition once it has taken the schema up.
+func waitFlowSchemaInUse(t *testing.T, name string) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		fs, err := lab.Client.FlowcontrolV1().FlowSchemas().Get(ctx, name, metav1.GetOptions{})
+		return err == nil && len(fs.Status.Conditions) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("APF did not take up flow schema %s: %v", name, err)
+	}
 }
 
 func TestRejectionsAreAttributedToTheSaturatedFlowSchema(t *testing.T) {

@@ -32,18 +32,22 @@ func TestMain(m *testing.M) {
 // startNode runs bulkhead dns against the lab on listen (127.0.0.1:0 for any port).
 func startNode(t testing.TB, snapshotPath, listen string) *bdns.Node {
 	t.Helper()
-	n, err := bdns.Start(context.Background(), bdns.Config{
+	n, err := bdns.Start(context.Background(), nodeConfig(snapshotPath, listen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func nodeConfig(snapshotPath, listen string) bdns.Config {
+	return bdns.Config{
 		Listen:        listen,
 		Snapshot:      snapshotPath,
 		ClusterDomain: "cluster.local",
 		TTL:           5 * time.Second,
 		SnapshotDelay: 200 * time.Millisecond,
 		Kube:          lab.Config,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	return n
 }
 
 func waitReady(t testing.TB, n *bdns.Node) {
@@ -187,8 +191,10 @@ func TestNamedPortOfALabServiceHasSRV(t *testing.T) {
 	}
 }
 
-// pollUntil queries name until answer(m) is want and returns how long that took.
-func pollUntil(t *testing.T, addr, name, want string, limit time.Duration) time.Duration {
+// pollUntil queries name until answer(m) is want and returns how long that took; it fails the
+// test after limit, a bound on "never", not a latency target (BenchmarkServiceChangeToAnswer
+// measures those).
+func pollUntil(t testing.TB, addr, name, want string, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -207,27 +213,31 @@ func pollUntil(t *testing.T, addr, name, want string, limit time.Duration) time.
 	}
 }
 
-func TestServiceChangesAreAnsweredWithinOneSecond(t *testing.T) {
-	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
-	defer n.Stop()
-	waitReady(t, n)
+// changeLimit bounds the wait for a change to show in answers. The README's figure (~50–250 ms)
+// is measured by BenchmarkServiceChangeToAnswer; here a change must show at all.
+const changeLimit = 30 * time.Second
+
+// serviceChanges creates a ClusterIP Service, a headless Service with one EndpointSlice, and
+// deletes both, waiting after each step until the node at addr answers the change; it returns
+// how long each took to show, by step name.
+func serviceChanges(t testing.TB, addr, suffix string) map[string]time.Duration {
+	t.Helper()
 	ctx := context.Background()
 	ns := "default"
+	newName, headlessName := "e2e-new"+suffix, "e2e-headless"+suffix
+	took := map[string]time.Duration{}
 
-	// A ClusterIP Service: answerable within 1 s of its creation.
 	svc, err := lab.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "e2e-new"},
+		ObjectMeta: metav1.ObjectMeta{Name: newName},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := pollUntil(t, n.DNSAddr(), "e2e-new.default.svc.cluster.local.", svc.Spec.ClusterIP, time.Second)
-	t.Logf("ClusterIP service answerable %v after creation", took)
+	took["ClusterIP service created"] = pollUntil(t, addr, newName+".default.svc.cluster.local.", svc.Spec.ClusterIP, changeLimit)
 
-	// A headless Service: answerable within 1 s of its EndpointSlice.
 	if _, err := lab.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "e2e-headless"},
+		ObjectMeta: metav1.ObjectMeta{Name: headlessName},
 		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -235,25 +245,34 @@ func TestServiceChangesAreAnsweredWithinOneSecond(t *testing.T) {
 	ready := true
 	port, portName := int32(80), "http"
 	if _, err := lab.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: "e2e-headless-1", Labels: map[string]string{discoveryv1.LabelServiceName: "e2e-headless"}},
+		ObjectMeta:  metav1.ObjectMeta{Name: headlessName + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: headlessName}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port}},
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.250.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	took = pollUntil(t, n.DNSAddr(), "e2e-headless.default.svc.cluster.local.", "10.250.0.1", time.Second)
-	t.Logf("headless service answerable %v after its EndpointSlice was created", took)
+	took["headless EndpointSlice created"] = pollUntil(t, addr, headlessName+".default.svc.cluster.local.", "10.250.0.1", changeLimit)
 
-	// Deletions: NXDOMAIN within 1 s.
-	for _, name := range []string{"e2e-new", "e2e-headless"} {
-		if err := lab.Client.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+	for _, step := range []struct{ name, service string }{{"ClusterIP service deleted", newName}, {"headless service deleted", headlessName}} {
+		if err := lab.Client.CoreV1().Services(ns).Delete(ctx, step.service, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		took = pollUntil(t, n.DNSAddr(), name+".default.svc.cluster.local.", "NXDOMAIN", time.Second)
-		t.Logf("%s NXDOMAIN %v after deletion", name, took)
+		took[step.name] = pollUntil(t, addr, step.service+".default.svc.cluster.local.", "NXDOMAIN", changeLimit)
 	}
-	lab.Client.DiscoveryV1().EndpointSlices(ns).Delete(ctx, "e2e-headless-1", metav1.DeleteOptions{})
+	if err := lab.Client.DiscoveryV1().EndpointSlices(ns).Delete(ctx, headlessName+"-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return took
+}
+
+func TestServiceChangesAreAnswered(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
+	defer n.Stop()
+	waitReady(t, n)
+	for step, took := range serviceChanges(t, n.DNSAddr(), "") {
+		t.Logf("%s: answered after %v", step, took)
+	}
 }
 
 // freeAddr returns a loopback address whose port is free for UDP and TCP right now.
@@ -331,44 +350,17 @@ func (d *drill) check(t *testing.T) {
 	}
 }
 
-// stubClient queries the way glibc's stub does with "options timeout:1 attempts:2": a lookup
-// fails only when both attempts fail. It keeps count of first attempts that failed.
-type stubClient struct {
-	retried atomic.Int64
-	mu      sync.Mutex
-	first   []string
-}
-
-func (c *stubClient) lookup(addr, network, name string) (*miekgdns.Msg, error) {
-	var lastErr error
-	for attempt := range 2 {
-		m, err := exchange(addr, network, name, miekgdns.TypeA)
-		if err == nil {
-			return m, nil
-		}
-		if c.retried.Add(1) <= 5 {
-			c.mu.Lock()
-			c.first = append(c.first, fmt.Sprintf("%s %s over %s: %v", time.Now().Format("15:04:05.000"), name, network, err))
-			c.mu.Unlock()
-		}
-		lastErr = err
-		if attempt == 0 {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	return nil, lastErr
-}
-
 func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	ctx := context.Background()
 	snapshotPath := filepath.Join(t.TempDir(), "dns.snapshot")
 	addr := freeAddr(t)
 	first := startNode(t, snapshotPath, addr)
 	waitReady(t, first)
-	// CoreDNS goes through the same drill, for the log only.
+	// CoreDNS goes through the same drill: it answers before the outage and fails after its
+	// restart during it — the failure bulkhead dns exists to avoid.
 	core := startCoreDNS(t, "")
 	if err := waitAnswering(core.addr, "kubernetes.default.svc.cluster.local."); err != nil {
-		t.Logf("CoreDNS did not start before the outage (%v); its part of the drill shows nothing:\n%s", err, core.logTail())
+		t.Fatalf("CoreDNS did not answer before the outage: %v\n%s", err, core.logTail())
 	}
 	want := agreedAddresses(t, lab, first.DNSAddr())
 	// Wait until the snapshot on disk holds every lab service.
@@ -383,12 +375,27 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	var client stubClient
+	// One attempt per lookup, no retry: the claim is an answer from the first packet. Lookups
+	// pause across the handover, while no process holds the port (in-process, a millisecond; on a
+	// node, the container's restart): a packet sent then reaches no server at all. That the old
+	// node answers until its shutdown ends is TestAnswersUntilShutdownEndsWhileTheAPIServerIsDown.
+	var handover sync.RWMutex
+	var slowestMu sync.Mutex
+	var slowest time.Duration
 	names := make([]string, 0, len(want))
 	for name := range want {
 		names = append(names, name)
 	}
-	drill := startDrill(addr, names, want, client.lookup)
+	drill := startDrill(addr, names, want, func(addr, network, name string) (*miekgdns.Msg, error) {
+		handover.RLock()
+		defer handover.RUnlock()
+		asked := time.Now()
+		m, err := exchange(addr, network, name, miekgdns.TypeA)
+		slowestMu.Lock()
+		slowest = max(slowest, time.Since(asked))
+		slowestMu.Unlock()
+		return m, err
+	})
 	defer drill.stop()
 
 	time.Sleep(time.Second)
@@ -402,12 +409,15 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 		}
 	}()
 	t.Logf("%s apiserver stopped; restarting bulkhead dns", time.Now().Format("15:04:05.000"))
+	handover.Lock()
 	restart := time.Now()
-	if err := first.Stop(); err != nil {
-		t.Fatalf("stop first node: %v", err)
-	}
+	stopErr := first.Stop()
 	stopped := time.Since(restart)
-	second := startNode(t, snapshotPath, addr)
+	second, startErr := bdns.Start(ctx, nodeConfig(snapshotPath, addr))
+	handover.Unlock()
+	if stopErr != nil || startErr != nil {
+		t.Fatalf("restart: stop %v, start %v", stopErr, startErr)
+	}
 	defer second.Stop()
 	t.Logf("restart: stop took %v, no listener for %v", stopped, time.Since(restart))
 	if !second.Ready() {
@@ -418,7 +428,7 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	coreOutcomes := map[string]int{}
 	for i := range 200 {
 		name := names[i%len(names)]
-		m, err := (&stubClient{}).lookup(core.addr, "udp", name)
+		m, err := exchange(core.addr, "udp", name, miekgdns.TypeA)
 		switch {
 		case err != nil:
 			coreOutcomes["no answer"]++
@@ -430,6 +440,11 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("CoreDNS v1.15.0 restarted during the same outage, 200 lookups over 20s+: %v", coreOutcomes)
+	// It runs (it answers) but has no data without the API server: not one right answer.
+	if coreOutcomes["right"] != 0 || coreOutcomes["SERVFAIL"] == 0 {
+		t.Errorf("CoreDNS restarted with the API server down: %v; want no right answer and SERVFAIL from a running CoreDNS (its log:\n%s)",
+			coreOutcomes, core.logTail())
+	}
 	// Keep the API server down for a minute in all.
 	time.Sleep(time.Until(restart.Add(time.Minute)))
 	if err := lab.Ctl(ctx, "apiserver", "start"); err != nil {
@@ -457,10 +472,7 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	took := pollUntil(t, addr, "e2e-after-outage.default.svc.cluster.local.", svc.Spec.ClusterIP, time.Minute)
 	t.Logf("after the API server came back, a new Service was answered %v after its creation (%v after start)", took, time.Since(back))
 	drill.stop()
-	t.Logf("%d lookups of %d names across an API server outage and a restart; %d failed; %d first attempts failed and were retried",
-		drill.queries.Load(), len(names), drill.failures.Load(), client.retried.Load())
-	if len(client.first) > 0 {
-		t.Logf("first retried attempts:\n%s", strings.Join(client.first, "\n"))
-	}
+	t.Logf("%d lookups of %d names across an API server outage and a restart, one attempt each; %d failed; slowest answer %v",
+		drill.queries.Load(), len(names), drill.failures.Load(), slowest.Round(time.Millisecond))
 	drill.check(t)
 }
