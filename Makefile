@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := $(CURDIR)/bin
 LAB_DIR ?= $(CURDIR)/.lab
 
-.PHONY: all build lab test test-product test-lab test-saturation bench demo lab-up coredns fuzz vet clean
+.PHONY: all build lab image test test-product test-lab test-saturation bench demo lab-up coredns fuzz vet clean
 
 all: build lab
 
@@ -18,6 +18,15 @@ BUILD_LDFLAGS := -X $(CLI).release=$(VERSION) -X $(CLI).commit=$(COMMIT) -X $(CL
 build:
 	$(GO) build -ldflags "$(BUILD_LDFLAGS)" -o $(BIN)/bulkhead ./cmd/bulkhead
 	ln -sf bulkhead $(BIN)/kubectl-bulkhead
+
+## image: the controller's container image (deploy/controller/Dockerfile); needs docker or podman
+## with a running engine, which nothing else in the build does
+IMAGE ?= ghcr.io/bulkhead-dev/bulkhead:dev
+image:
+	@builder=$$(command -v docker || command -v podman); \
+	if [ -z "$$builder" ] || ! $$builder info >/dev/null 2>&1; then \
+		echo "make image: no container builder with a running engine here; nothing built" >&2; exit 1; fi; \
+	$$builder build -f deploy/controller/Dockerfile -t $(IMAGE) .
 
 ## lab: bin/bulkhead-lab (links kube-apiserver; the first build takes about 15 minutes)
 # Stamp the Kubernetes version the lab links, so clients see a real v1.37.2 server.

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/bulkhead-dev/bulkhead/apf"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
@@ -115,7 +116,7 @@ func fields(t *testing.T, o any) any {
 func rolloutState(t *testing.T, p state.Phase) map[string]string {
 	t.Helper()
 	st, err := state.New(state.Start{ID: "r1", Kind: state.Update, WavesSpec: "1", Targets: []int{1}, Eligible: 1, Soak: time.Minute,
-		BudgetPercent: 10, Lane: execute.LaneNames("obs", "agent"), OriginalHash: "abc"}, time.Now())
+		Budget: check.DefaultBudget, Lane: execute.LaneNames("obs", "agent"), OriginalHash: "abc"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ type flowSeries struct {
 	executingRequests float64
 	inQueue           float64
 	executionSeconds  float64
+	watches           float64
 	seatsSum          float64
 	seatsCount        float64
 	wait              histogram
@@ -126,7 +127,11 @@ func extract(families map[string]*dto.MetricFamily) replicaSeries {
 		flow(m).inQueue += value(m)
 	}
 	for _, m := range metrics(metricExecution) {
-		flow(m).executionSeconds += m.GetHistogram().GetSampleSum()
+		f := flow(m)
+		f.executionSeconds += m.GetHistogram().GetSampleSum()
+		if label(m, "type") == "watch" {
+			f.watches += histogramOf(m.GetHistogram()).count
+		}
 	}
 	for _, m := range metrics(metricEstimatedSeats) {
 		f := flow(m)
@@ -204,6 +209,7 @@ func replicaDelta(prev *replicaSeries, cur replicaSeries, seconds float64) loadD
 			p = &flowSeries{}
 		}
 		fd.load.DispatchedPerSecond = counterSince(p.dispatched, c.dispatched) / seconds
+		fd.load.WatchesPerSecond = counterSince(p.watches, c.watches) / seconds
 		for reason, n := range c.rejected {
 			if rate := counterSince(p.rejected[reason], n) / seconds; rate > 0 {
 				if fd.load.RejectedByReason == nil {
@@ -319,6 +325,7 @@ func (d *loadDelta) add(o loadDelta) {
 			d.flows[k] = f
 		}
 		f.load.DispatchedPerSecond += of.load.DispatchedPerSecond
+		f.load.WatchesPerSecond += of.load.WatchesPerSecond
 		f.load.RejectedPerSecond += of.load.RejectedPerSecond
 		for reason, rate := range of.load.RejectedByReason {
 			if f.load.RejectedByReason == nil {
@@ -452,7 +459,8 @@ func SLOSeconds(verb, scope string) float64 {
 // Analyze computes the Reading between two snapshots of the same cluster. It is a pure function:
 // replicas are matched by name; a replica only in cur is ReplicaNew (gauges, no rates), one only
 // in prev is ReplicaGone, one whose process start time changed is ReplicaRestarted (its counters
-// count from the restart), and one whose cur scrape failed is ReplicaUnreachable.
+// count from the restart), and one whose cur scrape failed is ReplicaUnreachable. Coverage counts
+// the replicas the sums include.
 func Analyze(prev, cur Snapshot) Reading {
 	before := map[string]ReplicaScrape{}
 	for _, r := range prev.Replicas {
@@ -471,6 +479,7 @@ func Analyze(prev, cur Snapshot) Reading {
 	}
 	for _, c := range cur.Replicas {
 		seen[c.Replica] = true
+		reading.Coverage.Replicas++
 		status := ReplicaStatus{Replica: c.Replica, ScrapedBytes: c.Bytes, ScrapeSeconds: c.Duration.Seconds()}
 		if c.Err != nil {
 			status.State, status.Error = ReplicaUnreachable, c.Err.Error()
@@ -497,6 +506,10 @@ func Analyze(prev, cur Snapshot) Reading {
 			widen(from, c.Taken)
 		} else {
 			widen(time.Time{}, c.Taken)
+		}
+		reading.Coverage.Read++
+		if prevSeries != nil {
+			reading.Coverage.Rated++
 		}
 		delta := replicaDelta(prevSeries, curSeries, seconds)
 		total.add(delta)

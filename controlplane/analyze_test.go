@@ -195,6 +195,9 @@ func TestAnalyzeSumsReplicasAndMergesTheirHistograms(t *testing.T) {
 	if len(r.Replicas) != 2 || flowOf(t, *r.Replicas[1].Load, "telemetry").DispatchedPerSecond != 20 {
 		t.Errorf("per-replica loads = %+v, want 20 req/s each", r.Replicas)
 	}
+	if !r.Coverage.Complete() || r.Coverage.String() != "covers 2 of 2 replicas" {
+		t.Errorf("coverage %+v %q, want both replicas in the sums", r.Coverage, r.Coverage)
+	}
 }
 
 func TestAnalyzeSumsResourcesAndSaysWhatNoReplicaShowed(t *testing.T) {
@@ -272,6 +275,11 @@ func TestAnalyzeReportsReplicasThatAppearVanishOrFail(t *testing.T) {
 	}
 	if r.Reachable() {
 		t.Error("Reachable() = true with an unreachable replica")
+	}
+	// Listed now: a, new, fail, down (gone is not); read: a, new, down; rated: a alone.
+	if want := (Coverage{Replicas: 4, Read: 3, Rated: 1}); r.Coverage != want || r.Coverage.Complete() ||
+		r.Coverage.String() != "covers 3 of 4 replicas (rates from 1)" {
+		t.Errorf("coverage %+v %q, want %+v", r.Coverage, r.Coverage, want)
 	}
 	f := flowOf(t, r.Load, "telemetry")
 	// Rates come from a only; gauges from the three replicas read now.

@@ -22,6 +22,8 @@
 // rates (ReplicaNew), one only in prev is ReplicaGone, one whose scrape failed is
 // ReplicaUnreachable and contributes nothing. Totals add the replicas' rates and gauges;
 // quantiles are taken after adding their histogram bucket deltas, never by averaging quantiles.
+// Coverage counts the replicas behind the totals (listed, read, rated), so that a sum over 2 of
+// 3 replicas is never mistaken for the whole control plane's load with one replica idle.
 // The window is whatever lies between the two snapshots: 2 s in `bulkhead top`, 5 minutes for
 // the upstream SLO definition.
 //

@@ -93,6 +93,9 @@ func TestPrometheusSourceGivesTheSameReadingAsScraping(t *testing.T) {
 	if diff := sameNumbers("", asJSON(t, fromPrometheus.Load), asJSON(t, scraped.Load)); diff != "" {
 		t.Errorf("readings differ: %s", diff)
 	}
+	if res := fromPrometheus.Resources; res.CPUCores <= 0 || res.CPUCapacityCores != 2 || res.ResidentBytes <= 0 {
+		t.Errorf("the servers' resources from Prometheus: %+v, want the capture's CPU, GOMAXPROCS and memory", res)
+	}
 	if d := fromPrometheus.Window.To.Sub(scraped.Window.To); d.Abs() > time.Microsecond {
 		t.Errorf("window ends %s apart", d)
 	}

@@ -1,13 +1,42 @@
 package controlplane
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Reading is the control-plane load over the window between two snapshots. The embedded Load is
 // summed over every replica that could be read; Replicas holds each replica's own share.
 type Reading struct {
 	Window Window `json:"window"`
 	Load
+	// Coverage says how many of the replicas the sums in Load include.
+	Coverage Coverage        `json:"coverage"`
 	Replicas []ReplicaStatus `json:"replicas"`
+}
+
+// Coverage counts the replicas behind a Reading's sums. A replica that could not be read is
+// missing from them, not idle: a sum that covers 2 of 3 replicas is a lower bound of the load
+// and of the capacity.
+type Coverage struct {
+	// Replicas counts the replicas discovery lists in the later snapshot (every state but gone).
+	Replicas int `json:"replicas"`
+	// Read counts those whose later scrape succeeded: their gauges and capacity are in the sums.
+	Read int `json:"read"`
+	// Rated counts those read in both snapshots (ok, restarted): their rates are in the sums.
+	Rated int `json:"rated"`
+}
+
+// Complete reports whether the sums include every listed replica, rates and all.
+func (c Coverage) Complete() bool { return c.Rated == c.Replicas }
+
+// String says it in words: "covers 2 of 3 replicas", "covers 3 of 3 replicas (rates from 2)".
+func (c Coverage) String() string {
+	s := fmt.Sprintf("covers %d of %d replicas", c.Read, c.Replicas)
+	if c.Rated != c.Read {
+		s += fmt.Sprintf(" (rates from %d)", c.Rated)
+	}
+	return s
 }
 
 // Window is the time span a Reading covers (the earliest and latest scrape times involved).
@@ -61,6 +90,9 @@ type FlowLoad struct {
 	PriorityLevel string `json:"priorityLevel"`
 	// DispatchedPerSecond counts requests APF let through to execution.
 	DispatchedPerSecond float64 `json:"dispatchedPerSecond"`
+	// WatchesPerSecond counts the dispatched requests that were WATCHes (their initial stage
+	// finished executing in the window); the rest are ordinary requests.
+	WatchesPerSecond float64 `json:"watchesPerSecond"`
 	// RejectedPerSecond sums RejectedByReason (queue-full, concurrency-limit, time-out, cancelled).
 	RejectedPerSecond float64            `json:"rejectedPerSecond"`
 	RejectedByReason  map[string]float64 `json:"rejectedByReason,omitempty"`

@@ -346,13 +346,18 @@ func TestAnswersUntilShutdownEndsWhileTheAPIServerIsDown(t *testing.T) {
 		}
 		m, _, err := client.Exchange(q, n.DNSAddr())
 		if err != nil {
+			// The servers close as the last act of shutdown; Stop returns right after. A query
+			// that lands in between is refused: it must be followed by the end of Stop.
 			select {
-			case <-stopped: // the servers closed at the very end of shutdown
+			case err := <-stopped:
+				if err != nil {
+					t.Fatalf("stop: %v", err)
+				}
 				done = true
 				continue
-			default:
+			case <-time.After(time.Second):
 			}
-			t.Fatalf("query %d, %s into shutdown: %v", answered+1, time.Since(began).Round(time.Millisecond), err)
+			t.Fatalf("query %d, %s into shutdown: %v, and shutdown went on for another second", answered+1, time.Since(began).Round(time.Millisecond), err)
 		}
 		if m.Rcode != miekgdns.RcodeSuccess || len(m.Answer) != 1 {
 			t.Fatalf("answer during shutdown: %v", m)

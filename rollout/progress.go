@@ -1,7 +1,6 @@
 package rollout
 
 import (
-	"strings"
 	"time"
 
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
@@ -11,11 +10,11 @@ import (
 const progressEvery = 30 * time.Second
 
 // holdReporter decides which of a soak's hold decisions to print: the first, each one whose
-// main reason changes kind ("waiting for agents" → "soaking" → "too little steady data"), and
+// main reason changes kind (agents → soaking → steady-data), and
 // otherwise one every progressEvery, so a minute-long soak shows it is alive without a line
 // per scrape. Final decisions are printed by the runner, not here.
 type holdReporter struct {
-	lastKind string
+	lastKind analyze.ReasonKind
 	lastAt   time.Time
 }
 
@@ -24,11 +23,7 @@ func (h *holdReporter) report(d analyze.Decision, now time.Time) bool {
 		*h = holdReporter{} // the next wave starts afresh
 		return false
 	}
-	kind := ""
-	if len(d.Reasons) > 0 {
-		kind, _, _ = strings.Cut(d.Reasons[0], ":")
-	}
-	if h.lastAt.IsZero() || kind != h.lastKind || now.Sub(h.lastAt) >= progressEvery {
+	if kind := d.Kind; h.lastAt.IsZero() || kind != h.lastKind || now.Sub(h.lastAt) >= progressEvery {
 		h.lastKind, h.lastAt = kind, now
 		return true
 	}

@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -10,7 +11,9 @@ import (
 func TestASoakShowsItsHoldsWhenTheyChangeOrEveryHalfMinute(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 7, 0, 0, 0, time.UTC)
 	hold := func(reason string) analyze.Decision {
-		return analyze.Decision{Verdict: analyze.Hold, Reasons: []string{reason}}
+		kind, _, _ := strings.Cut(reason, ":")
+		return analyze.Decision{Verdict: analyze.Hold, Reasons: []string{reason}, Kind: map[string]analyze.ReasonKind{
+			"waiting for agents": analyze.KindAgents, "soaking": analyze.KindSoaking}[kind]}
 	}
 	steps := []struct {
 		at   time.Duration

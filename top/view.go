@@ -65,8 +65,9 @@ func WriteJSON(w io.Writer, r controlplane.Reading) error {
 	return nil
 }
 
-// Render writes the Reading as a text table: a header with the replicas, the SLO state per verb
-// and scope and the seats in use against capacity, then the flows.
+// Render writes the Reading as a text table: a header with the replicas (how many the sums
+// cover, and each one's state), the SLO state per verb and scope and the seats in use against
+// capacity, then the flows.
 func Render(w io.Writer, r controlplane.Reading, v View) error {
 	if v.Sort == "" {
 		v.Sort = BySeatSeconds
@@ -77,7 +78,12 @@ func Render(w io.Writer, r controlplane.Reading, v View) error {
 		ending = "ending " + r.Window.To.UTC().Format(time.TimeOnly)
 	}
 	fmt.Fprintf(&b, "bulkhead top  window %.1fs %s  sort %s  view %s\n", r.Window.Seconds, ending, v.Sort, map[bool]string{false: "summed", true: "per replica"}[v.PerReplica])
-	b.WriteString("REPLICAS ")
+	// The sums below cover only the replicas read: say how many of them that is.
+	fmt.Fprintf(&b, "REPLICAS %d of %d read", r.Coverage.Read, r.Coverage.Replicas)
+	if r.Coverage.Rated != r.Coverage.Read {
+		fmt.Fprintf(&b, ", rates from %d", r.Coverage.Rated)
+	}
+	b.WriteString(": ")
 	for i, rep := range r.Replicas {
 		if i > 0 {
 			b.WriteString(" · ")

@@ -121,8 +121,8 @@ func TestTableShowsSLOsSeatsAndFlowsSortedBySeatSeconds(t *testing.T) {
 	if rows := flowRows(b.String()); len(rows) == 0 || strings.Join(strings.Fields(rows[0])[:2], " ") != "telemetry-agent telemetry-tight" {
 		t.Errorf("flow rows = %q, want the saturated telemetry-agent flow first", rows)
 	}
-	if !strings.Contains(b.String(), "10.0.0.2:6443 unreachable (replica 10.0.0.2:6443: unreachable: GET") {
-		t.Errorf("the unreachable replica and its cause are not in the header:\n%s", b.String())
+	if !strings.Contains(b.String(), "REPLICAS 1 of 2 read: 10.0.0.1:6443 ok · 10.0.0.2:6443 unreachable (replica 10.0.0.2:6443: unreachable: GET") {
+		t.Errorf("the header does not say the sums cover 1 of 2 replicas, or lacks the unreachable one and its cause:\n%s", b.String())
 	}
 }
 

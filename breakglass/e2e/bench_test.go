@@ -27,8 +27,15 @@ func BenchmarkOperatorUnderSaturation(b *testing.B) {
 		user.QPS, user.Burst = 1000, 1000
 		mustBindNodesReader(b, "bob")
 
+		idle, err := lab.Stats(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
 		startCulprit(b, "culprit", "telemetry", culpritPods)
 		time.Sleep(10 * time.Second)
+		// A culprit whose LISTs are never served (a 403 without RBAC) loads the server with nothing;
+		// once it saturates workload-low, APF rejects its excess (429).
+		lab.RequireAgentsServed(context.Background(), b, idle, "culprit/telemetry")
 
 		measure := func(name string, from, to time.Time, p *probe) {
 			p.check(b, name)

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/breakglass"
@@ -40,20 +42,6 @@ var lab *labtest.Lab
 func TestMain(m *testing.M) {
 	os.Exit(labtest.Run(m, labtest.Options{Nodes: labNodes, PodsPerNode: labPodsPerNode, Services: 10,
 		ExtraArgs: []string{"--max-requests-inflight=20", "--max-mutating-requests-inflight=10"}}, &lab))
-}
-
-func TestDryRunPrintsTheObjectsAndTouchesNothing(t *testing.T) {
-	before := bulkheadObjects(t)
-	out, _ := mustRun(t, "install", "--dry-run", "--operators-group", "sre")
-	for _, want := range []string{"kind: Namespace", "kind: ServiceAccount", "kind: ClusterRole", "kind: PriorityLevelConfiguration",
-		"kind: FlowSchema", "name: sre", "matchingPrecedence: 50", "kind: ValidatingAdmissionPolicy", "'sre'"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("dry-run output lacks %q", want)
-		}
-	}
-	if after := bulkheadObjects(t); len(after) != len(before) {
-		t.Fatalf("dry-run changed the cluster: before %v, after %v", before, after)
-	}
 }
 
 // installObjects is how many objects install creates: namespace, service account, two admission
@@ -96,6 +84,32 @@ func TestInstallTwiceChangesNothingTheSecondTime(t *testing.T) {
 			!strings.Contains(out, "ValidatingAdmissionPolicy bulkhead-break-glass updated") {
 			t.Fatalf("install --operators-group %s should update the lane's schema, the token binding and the rails' policy only:\n%s", group, out)
 		}
+	}
+}
+
+// After TestInstallTwice…: with break-glass installed for the default group, a real install for
+// another group would update three objects in place, which only their resourceVersions show.
+func TestDryRunPrintsTheObjectsAndTouchesNothing(t *testing.T) {
+	mustRun(t, "install") // idempotent: the test also runs alone
+	// The API server writes a new FlowSchema's status (its Dangling condition) a moment after the
+	// create: compare the cluster after that.
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		fs, err := lab.Client.FlowcontrolV1().FlowSchemas().Get(ctx, breakglass.LaneName, metav1.GetOptions{})
+		return err == nil && len(fs.Status.Conditions) > 0, err
+	})
+	if err != nil {
+		t.Fatalf("the lane's FlowSchema has no status: %v", err)
+	}
+	before := bulkheadObjects(t)
+	out, _ := mustRun(t, "install", "--dry-run", "--operators-group", "sre")
+	for _, want := range []string{"kind: Namespace", "kind: ServiceAccount", "kind: ClusterRole", "kind: PriorityLevelConfiguration",
+		"kind: FlowSchema", "name: sre", "matchingPrecedence: 50", "kind: ValidatingAdmissionPolicy", "'sre'"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run output lacks %q", want)
+		}
+	}
+	if after := bulkheadObjects(t); !maps.Equal(after, before) {
+		t.Fatalf("dry-run changed the cluster (object → resourceVersion): before %v, after %v", before, after)
 	}
 }
 

@@ -29,6 +29,10 @@ func TestBreakGlassStaysFastAndShedRestoresOrdinaryClients(t *testing.T) {
 	defer ordinary.Stop()
 
 	start := time.Now()
+	idle, err := lab.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
 	startCulprit(t, "culprit", "telemetry", culpritPods)
 	defer stopCulprit("culprit", "telemetry")
 	running := time.Now()
@@ -38,6 +42,9 @@ func TestBreakGlassStaysFastAndShedRestoresOrdinaryClients(t *testing.T) {
 	time.Sleep(20 * time.Second)
 	saturated := time.Now()
 	window.log(t, "workload-low", breakglass.LaneName, "global-default")
+	// A culprit whose LISTs are never served (a 403 without RBAC) loads the server with nothing;
+	// once it saturates workload-low, APF rejects its excess (429).
+	lab.RequireAgentsServed(context.Background(), t, idle, "culprit/telemetry")
 	ordinary.check(t, "ordinary")
 	lane.check(t, "break-glass")
 	ordLat, ordFailed := ordinary.between(running.Add(5*time.Second), saturated)

@@ -29,7 +29,6 @@ func main() {
 	flag.DurationVar(&opts.RestartDNSAt, "restart-dns-at", opts.RestartDNSAt, "when both DNS servers are restarted, into each run")
 	flag.StringVar(&opts.Waves, "waves", opts.Waves, "waves of the guarded rollout")
 	flag.StringVar(&opts.Soak, "soak", opts.Soak, "soak per wave of the guarded rollout")
-	flag.StringVar(&opts.Budget, "budget", opts.Budget, "seat budget of the guarded rollout (one seat of pod listing is about a core of this lab)")
 	flag.DurationVar(&opts.Interval, "interval", opts.Interval, "sampling interval")
 	flag.StringVar(&opts.APIServerMemoryLimit, "apiserver-memory-limit", opts.APIServerMemoryLimit, "kube-apiserver's memory limit in the lab, as a pod's (the seed's apiservers died at theirs); empty for none")
 	flag.Parse()

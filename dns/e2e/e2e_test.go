@@ -32,18 +32,22 @@ func TestMain(m *testing.M) {
 // startNode runs bulkhead dns against the lab on listen (127.0.0.1:0 for any port).
 func startNode(t testing.TB, snapshotPath, listen string) *bdns.Node {
 	t.Helper()
-	n, err := bdns.Start(context.Background(), bdns.Config{
+	n, err := bdns.Start(context.Background(), nodeConfig(snapshotPath, listen))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func nodeConfig(snapshotPath, listen string) bdns.Config {
+	return bdns.Config{
 		Listen:        listen,
 		Snapshot:      snapshotPath,
 		ClusterDomain: "cluster.local",
 		TTL:           5 * time.Second,
 		SnapshotDelay: 200 * time.Millisecond,
 		Kube:          lab.Config,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	return n
 }
 
 func waitReady(t testing.TB, n *bdns.Node) {
@@ -84,15 +88,15 @@ func addresses(m *miekgdns.Msg) string {
 	return strings.Join(out, ",")
 }
 
-// expectedAddresses computes from the API what the A query of every lab service must answer.
-func expectedAddresses(t *testing.T) map[string]string {
+// expectedAddresses computes from l's API what the A query of every lab service must answer.
+func expectedAddresses(t *testing.T, l *labtest.Lab) map[string]string {
 	t.Helper()
 	ctx := context.Background()
-	svcs, err := lab.Client.CoreV1().Services("lab").List(ctx, metav1.ListOptions{})
+	svcs, err := l.Client.CoreV1().Services("lab").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps, err := lab.Client.DiscoveryV1().EndpointSlices("lab").List(ctx, metav1.ListOptions{})
+	eps, err := l.Client.DiscoveryV1().EndpointSlices("lab").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,13 +132,13 @@ func expectedAddresses(t *testing.T) map[string]string {
 	return want
 }
 
-// agreedAddresses waits until bulkhead dns at addr answers every lab service as the API
+// agreedAddresses waits until bulkhead dns at addr answers every lab service as l's API
 // describes it (endpoints move while pods settle) and returns those answers.
-func agreedAddresses(t *testing.T, addr string) map[string]string {
+func agreedAddresses(t *testing.T, l *labtest.Lab, addr string) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		want := expectedAddresses(t)
+		want := expectedAddresses(t, l)
 		var diffs []string
 		for name, addrs := range want {
 			for _, network := range []string{"udp", "tcp"} {
@@ -161,7 +165,7 @@ func TestEveryLabServiceIsAnsweredAsTheAPIDescribesIt(t *testing.T) {
 	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
 	defer n.Stop()
 	waitReady(t, n)
-	want := agreedAddresses(t, n.DNSAddr())
+	want := agreedAddresses(t, lab, n.DNSAddr())
 	headless := 0
 	for _, addrs := range want {
 		if strings.Contains(addrs, ",") {
@@ -187,8 +191,10 @@ func TestNamedPortOfALabServiceHasSRV(t *testing.T) {
 	}
 }
 
-// pollUntil queries name until answer(m) is want and returns how long that took.
-func pollUntil(t *testing.T, addr, name, want string, limit time.Duration) time.Duration {
+// pollUntil queries name until answer(m) is want and returns how long that took; it fails the
+// test after limit, a bound on "never", not a latency target (BenchmarkServiceChangeToAnswer
+// measures those).
+func pollUntil(t testing.TB, addr, name, want string, limit time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -207,27 +213,31 @@ func pollUntil(t *testing.T, addr, name, want string, limit time.Duration) time.
 	}
 }
 
-func TestServiceChangesAreAnsweredWithinOneSecond(t *testing.T) {
-	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
-	defer n.Stop()
-	waitReady(t, n)
+// changeLimit bounds the wait for a change to show in answers. The README's figure (~50–250 ms)
+// is measured by BenchmarkServiceChangeToAnswer; here a change must show at all.
+const changeLimit = 30 * time.Second
+
+// serviceChanges creates a ClusterIP Service, a headless Service with one EndpointSlice, and
+// deletes both, waiting after each step until the node at addr answers the change; it returns
+// how long each took to show, by step name.
+func serviceChanges(t testing.TB, addr, suffix string) map[string]time.Duration {
+	t.Helper()
 	ctx := context.Background()
 	ns := "default"
+	newName, headlessName := "e2e-new"+suffix, "e2e-headless"+suffix
+	took := map[string]time.Duration{}
 
-	// A ClusterIP Service: answerable within 1 s of its creation.
 	svc, err := lab.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "e2e-new"},
+		ObjectMeta: metav1.ObjectMeta{Name: newName},
 		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := pollUntil(t, n.DNSAddr(), "e2e-new.default.svc.cluster.local.", svc.Spec.ClusterIP, time.Second)
-	t.Logf("ClusterIP service answerable %v after creation", took)
+	took["ClusterIP service created"] = pollUntil(t, addr, newName+".default.svc.cluster.local.", svc.Spec.ClusterIP, changeLimit)
 
-	// A headless Service: answerable within 1 s of its EndpointSlice.
 	if _, err := lab.Client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "e2e-headless"},
+		ObjectMeta: metav1.ObjectMeta{Name: headlessName},
 		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -235,25 +245,34 @@ func TestServiceChangesAreAnsweredWithinOneSecond(t *testing.T) {
 	ready := true
 	port, portName := int32(80), "http"
 	if _, err := lab.Client.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Name: "e2e-headless-1", Labels: map[string]string{discoveryv1.LabelServiceName: "e2e-headless"}},
+		ObjectMeta:  metav1.ObjectMeta{Name: headlessName + "-1", Labels: map[string]string{discoveryv1.LabelServiceName: headlessName}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: &portName, Port: &port}},
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.250.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	took = pollUntil(t, n.DNSAddr(), "e2e-headless.default.svc.cluster.local.", "10.250.0.1", time.Second)
-	t.Logf("headless service answerable %v after its EndpointSlice was created", took)
+	took["headless EndpointSlice created"] = pollUntil(t, addr, headlessName+".default.svc.cluster.local.", "10.250.0.1", changeLimit)
 
-	// Deletions: NXDOMAIN within 1 s.
-	for _, name := range []string{"e2e-new", "e2e-headless"} {
-		if err := lab.Client.CoreV1().Services(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+	for _, step := range []struct{ name, service string }{{"ClusterIP service deleted", newName}, {"headless service deleted", headlessName}} {
+		if err := lab.Client.CoreV1().Services(ns).Delete(ctx, step.service, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		took = pollUntil(t, n.DNSAddr(), name+".default.svc.cluster.local.", "NXDOMAIN", time.Second)
-		t.Logf("%s NXDOMAIN %v after deletion", name, took)
+		took[step.name] = pollUntil(t, addr, step.service+".default.svc.cluster.local.", "NXDOMAIN", changeLimit)
 	}
-	lab.Client.DiscoveryV1().EndpointSlices(ns).Delete(ctx, "e2e-headless-1", metav1.DeleteOptions{})
+	if err := lab.Client.DiscoveryV1().EndpointSlices(ns).Delete(ctx, headlessName+"-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return took
+}
+
+func TestServiceChangesAreAnswered(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "dns.snapshot"), "127.0.0.1:0")
+	defer n.Stop()
+	waitReady(t, n)
+	for step, took := range serviceChanges(t, n.DNSAddr(), "") {
+		t.Logf("%s: answered after %v", step, took)
+	}
 }
 
 // freeAddr returns a loopback address whose port is free for UDP and TCP right now.
@@ -276,32 +295,59 @@ func freeAddr(t testing.TB) string {
 	return ""
 }
 
-// stubClient queries the way glibc's stub does with "options timeout:1 attempts:2": a lookup
-// fails only when both attempts fail. It keeps count of first attempts that failed.
-type stubClient struct {
-	retried atomic.Int64
-	mu      sync.Mutex
-	first   []string
+// drill keeps looking names up at addr over UDP and TCP, each every 5 ms, and counts the answers
+// that are not what want says, until stop.
+type drill struct {
+	queries, failures atomic.Int64
+	mu                sync.Mutex
+	failed            []string
+	stop              func()
 }
 
-func (c *stubClient) lookup(addr, network, name string) (*miekgdns.Msg, error) {
-	var lastErr error
-	for attempt := range 2 {
-		m, err := exchange(addr, network, name, miekgdns.TypeA)
-		if err == nil {
-			return m, nil
-		}
-		if c.retried.Add(1) <= 5 {
-			c.mu.Lock()
-			c.first = append(c.first, fmt.Sprintf("%s %s over %s: %v", time.Now().Format("15:04:05.000"), name, network, err))
-			c.mu.Unlock()
-		}
-		lastErr = err
-		if attempt == 0 {
-			time.Sleep(100 * time.Millisecond)
-		}
+func startDrill(addr string, names []string, want map[string]string, lookup func(addr, network, name string) (*miekgdns.Msg, error)) *drill {
+	d := &drill{}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, network := range []string{"udp", "tcp"} {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				name := names[i%len(names)]
+				m, err := lookup(addr, network, name)
+				d.queries.Add(1)
+				if err != nil || addresses(m) != want[name] {
+					d.failures.Add(1)
+					got := fmt.Sprint(err)
+					if m != nil {
+						got = addresses(m)
+					}
+					d.mu.Lock()
+					if len(d.failed) < 10 {
+						d.failed = append(d.failed, fmt.Sprintf("%s %s over %s: %s", time.Now().Format("15:04:05.000"), name, network, got))
+					}
+					d.mu.Unlock()
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
 	}
-	return nil, lastErr
+	d.stop = sync.OnceFunc(func() { close(done); wg.Wait() })
+	return d
+}
+
+// check fails t when a lookup failed or too few were made to mean anything; call it after stop.
+func (d *drill) check(t *testing.T) {
+	t.Helper()
+	if d.failures.Load() != 0 {
+		t.Fatalf("failed lookups:\n%s", strings.Join(d.failed, "\n"))
+	}
+	if d.queries.Load() < 1000 {
+		t.Fatalf("only %d lookups: the drill did not exercise the server", d.queries.Load())
+	}
 }
 
 func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
@@ -310,12 +356,13 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	addr := freeAddr(t)
 	first := startNode(t, snapshotPath, addr)
 	waitReady(t, first)
-	// CoreDNS goes through the same drill, for the log only.
+	// CoreDNS goes through the same drill: it answers before the outage and fails after its
+	// restart during it — the failure bulkhead dns exists to avoid.
 	core := startCoreDNS(t, "")
 	if err := waitAnswering(core.addr, "kubernetes.default.svc.cluster.local."); err != nil {
-		t.Logf("CoreDNS did not start before the outage (%v); its part of the drill shows nothing:\n%s", err, core.logTail())
+		t.Fatalf("CoreDNS did not answer before the outage: %v\n%s", err, core.logTail())
 	}
-	want := agreedAddresses(t, first.DNSAddr())
+	want := agreedAddresses(t, lab, first.DNSAddr())
 	// Wait until the snapshot on disk holds every lab service.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -328,52 +375,28 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	var client stubClient
-	var queries, failures atomic.Int64
-	var failMu sync.Mutex
-	var failed []string
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	// One attempt per lookup, no retry: the claim is an answer from the first packet. Lookups
+	// pause across the handover, while no process holds the port (in-process, a millisecond; on a
+	// node, the container's restart): a packet sent then reaches no server at all. That the old
+	// node answers until its shutdown ends is TestAnswersUntilShutdownEndsWhileTheAPIServerIsDown.
+	var handover sync.RWMutex
+	var slowestMu sync.Mutex
+	var slowest time.Duration
 	names := make([]string, 0, len(want))
 	for name := range want {
 		names = append(names, name)
 	}
-	for w := range 2 {
-		wg.Go(func() {
-			network := []string{"udp", "tcp"}[w]
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := names[i%len(names)]
-				m, err := client.lookup(addr, network, name)
-				queries.Add(1)
-				if err != nil || addresses(m) != want[name] {
-					failures.Add(1)
-					failMu.Lock()
-					if len(failed) < 10 {
-						got := fmt.Sprint(err)
-						if m != nil {
-							got = addresses(m)
-						}
-						failed = append(failed, fmt.Sprintf("%s %s over %s: %s", time.Now().Format("15:04:05.000"), name, network, got))
-					}
-					failMu.Unlock()
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
-	}
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}()
+	drill := startDrill(addr, names, want, func(addr, network, name string) (*miekgdns.Msg, error) {
+		handover.RLock()
+		defer handover.RUnlock()
+		asked := time.Now()
+		m, err := exchange(addr, network, name, miekgdns.TypeA)
+		slowestMu.Lock()
+		slowest = max(slowest, time.Since(asked))
+		slowestMu.Unlock()
+		return m, err
+	})
+	defer drill.stop()
 
 	time.Sleep(time.Second)
 	if err := lab.Ctl(ctx, "apiserver", "stop"); err != nil {
@@ -386,12 +409,15 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 		}
 	}()
 	t.Logf("%s apiserver stopped; restarting bulkhead dns", time.Now().Format("15:04:05.000"))
+	handover.Lock()
 	restart := time.Now()
-	if err := first.Stop(); err != nil {
-		t.Fatalf("stop first node: %v", err)
-	}
+	stopErr := first.Stop()
 	stopped := time.Since(restart)
-	second := startNode(t, snapshotPath, addr)
+	second, startErr := bdns.Start(ctx, nodeConfig(snapshotPath, addr))
+	handover.Unlock()
+	if stopErr != nil || startErr != nil {
+		t.Fatalf("restart: stop %v, start %v", stopErr, startErr)
+	}
 	defer second.Stop()
 	t.Logf("restart: stop took %v, no listener for %v", stopped, time.Since(restart))
 	if !second.Ready() {
@@ -402,7 +428,7 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	coreOutcomes := map[string]int{}
 	for i := range 200 {
 		name := names[i%len(names)]
-		m, err := (&stubClient{}).lookup(core.addr, "udp", name)
+		m, err := exchange(core.addr, "udp", name, miekgdns.TypeA)
 		switch {
 		case err != nil:
 			coreOutcomes["no answer"]++
@@ -414,6 +440,11 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("CoreDNS v1.15.0 restarted during the same outage, 200 lookups over 20s+: %v", coreOutcomes)
+	// It runs (it answers) but has no data without the API server: not one right answer.
+	if coreOutcomes["right"] != 0 || coreOutcomes["SERVFAIL"] == 0 {
+		t.Errorf("CoreDNS restarted with the API server down: %v; want no right answer and SERVFAIL from a running CoreDNS (its log:\n%s)",
+			coreOutcomes, core.logTail())
+	}
 	// Keep the API server down for a minute in all.
 	time.Sleep(time.Until(restart.Add(time.Minute)))
 	if err := lab.Ctl(ctx, "apiserver", "start"); err != nil {
@@ -440,17 +471,8 @@ func TestRestartWhileTheAPIServerIsDownAnswersEveryExistingName(t *testing.T) {
 	defer lab.Client.CoreV1().Services("default").Delete(ctx, svc.Name, metav1.DeleteOptions{})
 	took := pollUntil(t, addr, "e2e-after-outage.default.svc.cluster.local.", svc.Spec.ClusterIP, time.Minute)
 	t.Logf("after the API server came back, a new Service was answered %v after its creation (%v after start)", took, time.Since(back))
-	close(stop)
-	wg.Wait()
-	t.Logf("%d lookups of %d names across an API server outage and a restart; %d failed; %d first attempts failed and were retried",
-		queries.Load(), len(names), failures.Load(), client.retried.Load())
-	if len(client.first) > 0 {
-		t.Logf("first retried attempts:\n%s", strings.Join(client.first, "\n"))
-	}
-	if failures.Load() != 0 {
-		t.Fatalf("failed lookups:\n%s", strings.Join(failed, "\n"))
-	}
-	if queries.Load() < 1000 {
-		t.Fatalf("only %d lookups: the drill did not exercise the server", queries.Load())
-	}
+	drill.stop()
+	t.Logf("%d lookups of %d names across an API server outage and a restart, one attempt each; %d failed; slowest answer %v",
+		drill.queries.Load(), len(names), drill.failures.Load(), slowest.Round(time.Millisecond))
+	drill.check(t)
 }

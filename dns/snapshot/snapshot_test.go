@@ -1,10 +1,12 @@
 package snapshot
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -137,7 +139,8 @@ func writeRaw(t *testing.T, path string, payload []byte) {
 
 const writerEnv = "BULKHEAD_SNAPSHOT_TEST_WRITER"
 
-// TestMain turns the test binary into a snapshot writer when re-executed by the kill test.
+// TestMain turns the test binary into a snapshot writer when re-executed by the kill test: it
+// writes generation after generation and prints each one's number once Write has returned.
 func TestMain(m *testing.M) {
 	if path := os.Getenv(writerEnv); path != "" {
 		start, _ := strconv.Atoi(os.Getenv(writerEnv + "_START"))
@@ -146,6 +149,7 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(3)
 			}
+			fmt.Println(gen)
 		}
 	}
 	os.Exit(m.Run())
@@ -157,40 +161,55 @@ func TestKillDuringWritesLeavesACompleteSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, advanced := -1, 0
 	for round := range 40 {
 		cmd := exec.Command(self, "-test.run=^$")
 		cmd.Env = append(os.Environ(), writerEnv+"="+path, fmt.Sprintf("%s_START=%d", writerEnv, (round+1)*100000))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(20+rand.IntN(60)) * time.Millisecond)
+		// Kill after 2–6 completed writes, at a random point of the next write (as long as the
+		// last one took): wherever it lands, the write before it must be on disk.
+		lines := bufio.NewScanner(out)
+		completed := -1
+		var previous, loop time.Duration
+		begun := time.Now()
+		for range 2 + rand.IntN(5) {
+			if !lines.Scan() {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("round %d: the writer stopped before completing a write: %v", round, lines.Err())
+			}
+			if completed, err = strconv.Atoi(lines.Text()); err != nil {
+				t.Fatalf("round %d: writer printed %q", round, lines.Text())
+			}
+			now := time.Since(begun)
+			loop, previous = now-previous, now
+		}
+		time.Sleep(rand.N(loop + 1))
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		err := cmd.Wait()
+		go io.Copy(io.Discard, out) // what the writer printed after the kill was sent
+		err = cmd.Wait()
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
 			t.Fatalf("round %d: writer ended on its own (%v) before the kill", round, err)
 		}
 		st, err := Read(path)
-		if errors.Is(err, os.ErrNotExist) && last < 0 {
-			continue
-		}
 		if err != nil {
 			t.Fatalf("round %d: after kill -9 the snapshot is unreadable: %v", round, err)
 		}
-		gen := consistentGeneration(t, st)
-		if gen < last {
-			t.Fatalf("round %d: generation went back from %d to %d", round, last, gen)
+		// The snapshot holds the last completed write, or a later one the kill did not stop in
+		// time; each round's generations are above every earlier round's.
+		if gen := consistentGeneration(t, st); gen < completed {
+			t.Fatalf("round %d: snapshot holds generation %d after the writer completed %d", round, gen, completed)
 		}
-		if gen > last {
-			advanced++
-		}
-		last = gen
 	}
-	if advanced < 10 {
-		t.Fatalf("only %d of 40 writers completed a snapshot before being killed", advanced)
-	}
+	temps, _ := filepath.Glob(path + tempSuffix + "*")
+	t.Logf("40 writers killed during a write; %d of the kills left a temp file behind", len(temps))
 	if err := RemoveStaleTemps(path); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
 )
 
 // Defaults from RFC 8767 §5 and common resolver practice.
@@ -39,6 +40,9 @@ type Config struct {
 	MaxTTL              time.Duration
 	MaxEntries          int
 	Metrics             *Metrics
+	// Clock reads the time for TTLs, stale windows and the client response timer; nil is the
+	// real clock. Tests inject a fake one. Timeout, a deadline on the socket, is always real.
+	Clock clock.Clock
 }
 
 // Metrics are the forwarder's Prometheus metrics.
@@ -84,7 +88,6 @@ type Forwarder struct {
 	mu      sync.Mutex
 	cache   map[key]*entry
 	flights map[key]*flight
-	now     func() time.Time
 }
 
 // New validates cfg and returns a Forwarder.
@@ -106,7 +109,10 @@ func New(cfg Config) (*Forwarder, error) {
 	if cfg.MaxEntries == 0 {
 		cfg.MaxEntries = DefaultMaxEntries
 	}
-	return &Forwarder{cfg: cfg, cache: map[key]*entry{}, flights: map[key]*flight{}, now: time.Now}, nil
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	return &Forwarder{cfg: cfg, cache: map[key]*entry{}, flights: map[key]*flight{}}, nil
 }
 
 func setDefault(d *time.Duration, v time.Duration) {
@@ -122,7 +128,7 @@ func (f *Forwarder) Resolve(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 	}
 	q := req.Question[0]
 	k := key{name: strings.ToLower(q.Name), qtype: q.Qtype, class: q.Qclass}
-	now := f.now()
+	now := f.cfg.Clock.Now()
 	// e is a copy: a refresh running elsewhere may update the cached entry.
 	var e *entry
 	f.mu.Lock()
@@ -143,9 +149,9 @@ func (f *Forwarder) Resolve(ctx context.Context, req *dns.Msg) (*dns.Msg, error)
 	fl := f.refresh(k, q, req.CheckingDisabled)
 	var timer <-chan time.Time
 	if usable {
-		t := time.NewTimer(f.cfg.ClientResponseTimer)
+		t := f.cfg.Clock.NewTimer(f.cfg.ClientResponseTimer)
 		defer t.Stop()
-		timer = t.C
+		timer = t.C()
 	}
 	select {
 	case <-fl.done:
@@ -174,7 +180,7 @@ func (f *Forwarder) refresh(k key, q dns.Question, cd bool) *flight {
 	f.flights[k] = fl
 	go func() {
 		msg, err := f.exchange(q, cd)
-		now := f.now()
+		now := f.cfg.Clock.Now()
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		delete(f.flights, k)

@@ -14,26 +14,37 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	testingclock "k8s.io/utils/clock/testing"
 )
 
-// resolver is a real DNS server on 127.0.0.1 that the tests can slow down and stop.
+// resolver is a real DNS server on 127.0.0.1 that the tests can silence, hold and stop.
 type resolver struct {
 	addr    string
 	queries atomic.Int64
-	delay   atomic.Int64 // nanoseconds
 	ttl     atomic.Uint32
-	udp     *dns.Server
-	tcp     *dns.Server
-	stopped sync.Once
+	// silent: count queries, answer none.
+	silent atomic.Bool
+	// held: answer only once release is closed (releaseHeld), like a slow resolver.
+	held        atomic.Bool
+	release     chan struct{}
+	releaseOnce sync.Once
+	udp         *dns.Server
+	tcp         *dns.Server
+	stopped     sync.Once
 }
 
-func startResolver(t *testing.T) *resolver {
+func startResolver(t testing.TB) *resolver {
 	t.Helper()
-	r := &resolver{}
+	r := &resolver{release: make(chan struct{})}
 	r.ttl.Store(1)
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
 		r.queries.Add(1)
-		time.Sleep(time.Duration(r.delay.Load()))
+		if r.silent.Load() {
+			return
+		}
+		if r.held.Load() {
+			<-r.release
+		}
 		m := new(dns.Msg)
 		m.SetReply(req)
 		q := req.Question[0]
@@ -81,8 +92,11 @@ func startResolver(t *testing.T) *resolver {
 	<-started
 	<-started
 	t.Cleanup(r.stop)
+	t.Cleanup(r.releaseHeld) // runs first: held handlers must return for the servers to stop
 	return r
 }
+
+func (r *resolver) releaseHeld() { r.releaseOnce.Do(func() { close(r.release) }) }
 
 func (r *resolver) stop() {
 	r.stopped.Do(func() {
@@ -91,7 +105,7 @@ func (r *resolver) stop() {
 	})
 }
 
-func mustRR(t *testing.T, s string) dns.RR {
+func mustRR(t testing.TB, s string) dns.RR {
 	rr, err := dns.NewRR(s)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +113,7 @@ func mustRR(t *testing.T, s string) dns.RR {
 	return rr
 }
 
-func newForwarder(t *testing.T, cfg Config) (*Forwarder, *Metrics) {
+func newForwarder(t testing.TB, cfg Config) (*Forwarder, *Metrics) {
 	t.Helper()
 	cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	f, err := New(cfg)
@@ -109,7 +123,7 @@ func newForwarder(t *testing.T, cfg Config) (*Forwarder, *Metrics) {
 	return f, cfg.Metrics
 }
 
-func resolve(t *testing.T, f *Forwarder, name string) (*dns.Msg, error) {
+func resolve(t testing.TB, f *Forwarder, name string) (*dns.Msg, error) {
 	t.Helper()
 	req := new(dns.Msg)
 	req.SetQuestion(name, dns.TypeA)
@@ -129,26 +143,45 @@ func isStale(m *dns.Msg) bool {
 	return false
 }
 
+// fakeClock starts the forwarder's clock at a fixed time; only Step moves it.
+func fakeClock() *testingclock.FakeClock {
+	return testingclock.NewFakeClock(time.Date(2024, 12, 11, 15, 12, 0, 0, time.UTC))
+}
+
 func TestAnswersAreCachedUntilTheirTTL(t *testing.T) {
 	r := startResolver(t)
 	r.ttl.Store(60)
-	f, _ := newForwarder(t, Config{Servers: []string{r.addr}})
+	clock := fakeClock()
+	f, _ := newForwarder(t, Config{Servers: []string{r.addr}, Clock: clock})
 	for range 3 {
 		m, err := resolve(t, f, "www.example.")
 		if err != nil || len(m.Answer) != 1 || isStale(m) {
 			t.Fatalf("answer %v err %v", m, err)
 		}
 	}
+	clock.Step(59 * time.Second)
+	m, err := resolve(t, f, "www.example.")
+	if err != nil || isStale(m) || m.Answer[0].Header().Ttl != 1 {
+		t.Fatalf("answer %v err %v, want the cached record with 1 s of its TTL left", m, err)
+	}
 	if n := r.queries.Load(); n != 1 {
-		t.Fatalf("resolver asked %d times, want once", n)
+		t.Fatalf("resolver asked %d times within the TTL, want once", n)
+	}
+	clock.Step(time.Second)
+	if m, err := resolve(t, f, "www.example."); err != nil || isStale(m) || m.Answer[0].Header().Ttl != 60 {
+		t.Fatalf("answer %v err %v, want a fresh record once the TTL ran out", m, err)
+	}
+	if n := r.queries.Load(); n != 2 {
+		t.Fatalf("resolver asked %d times, want twice: the TTL ran out once", n)
 	}
 }
 
 func TestExpiredEntryIsRefreshedNotServedStaleWhileTheResolverWorks(t *testing.T) {
 	r := startResolver(t)
-	f, _ := newForwarder(t, Config{Servers: []string{r.addr}})
+	clock := fakeClock()
+	f, _ := newForwarder(t, Config{Servers: []string{r.addr}, Clock: clock})
 	resolve(t, f, "www.example.")
-	time.Sleep(1100 * time.Millisecond)
+	clock.Step(1100 * time.Millisecond)
 	m, err := resolve(t, f, "www.example.")
 	if err != nil || isStale(m) || m.Answer[0].Header().Ttl != 1 {
 		t.Fatalf("answer %v err %v, want a fresh one", m, err)
@@ -160,7 +193,8 @@ func TestExpiredEntryIsRefreshedNotServedStaleWhileTheResolverWorks(t *testing.T
 
 func TestStoppedResolverGetsStaleAnswersWithEDE3AndTTL30(t *testing.T) {
 	r := startResolver(t)
-	f, metrics := newForwarder(t, Config{Servers: []string{r.addr}, Timeout: 300 * time.Millisecond})
+	clock := fakeClock()
+	f, metrics := newForwarder(t, Config{Servers: []string{r.addr}, Timeout: 300 * time.Millisecond, Clock: clock})
 	if _, err := resolve(t, f, "www.example."); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +202,7 @@ func TestStoppedResolverGetsStaleAnswersWithEDE3AndTTL30(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.stop()
-	time.Sleep(2100 * time.Millisecond)
+	clock.Step(2100 * time.Millisecond) // past the record's TTL (1 s) and the SOA minimum (2 s)
 	m, err := resolve(t, f, "www.example.")
 	if err != nil {
 		t.Fatal(err)
@@ -190,10 +224,11 @@ func TestStoppedResolverGetsStaleAnswersWithEDE3AndTTL30(t *testing.T) {
 
 func TestFailedRefreshIsNotRetriedWithinTheRecheckTime(t *testing.T) {
 	r := startResolver(t)
-	f, _ := newForwarder(t, Config{Servers: []string{r.addr}, Timeout: 200 * time.Millisecond})
+	clock := fakeClock()
+	f, _ := newForwarder(t, Config{Servers: []string{r.addr}, Timeout: 200 * time.Millisecond, Clock: clock})
 	resolve(t, f, "www.example.")
-	r.delay.Store(int64(time.Second))
-	time.Sleep(1100 * time.Millisecond)
+	r.silent.Store(true)
+	clock.Step(1100 * time.Millisecond)
 	for range 5 {
 		if m, err := resolve(t, f, "www.example."); err != nil || !isStale(m) {
 			t.Fatalf("answer %v err %v, want stale", m, err)
@@ -203,36 +238,81 @@ func TestFailedRefreshIsNotRetriedWithinTheRecheckTime(t *testing.T) {
 	if n := r.queries.Load(); n != 2 {
 		t.Fatalf("resolver asked %d times, want 2 (first fill, one failed refresh)", n)
 	}
+	clock.Step(DefaultFailureRecheck - time.Nanosecond)
+	if m, err := resolve(t, f, "www.example."); err != nil || !isStale(m) || r.queries.Load() != 2 {
+		t.Fatalf("answer %v err %v after %d queries, want stale without asking within the recheck time", m, err, r.queries.Load())
+	}
+	clock.Step(time.Nanosecond)
+	if m, err := resolve(t, f, "www.example."); err != nil || !isStale(m) || r.queries.Load() != 3 {
+		t.Fatalf("answer %v err %v after %d queries, want stale after asking again once the recheck time passed", m, err, r.queries.Load())
+	}
 }
 
-func TestSlowResolverGetsStaleAnswerAfterTheClientResponseTimer(t *testing.T) {
+func TestSlowResolverGetsStaleAnswerWhenTheClientResponseTimerFires(t *testing.T) {
 	r := startResolver(t)
-	f, _ := newForwarder(t, Config{Servers: []string{r.addr}, ClientResponseTimer: 300 * time.Millisecond})
+	clock := fakeClock()
+	// The resolver answers only when the test lets it; a long socket deadline keeps the real
+	// clock out of the test.
+	f, metrics := newForwarder(t, Config{Servers: []string{r.addr}, Timeout: time.Minute, Clock: clock})
 	resolve(t, f, "www.example.")
-	time.Sleep(1100 * time.Millisecond)
-	r.delay.Store(int64(900 * time.Millisecond))
-	start := time.Now()
-	m, err := resolve(t, f, "www.example.")
-	took := time.Since(start)
-	if err != nil || !isStale(m) {
-		t.Fatalf("answer %v err %v, want stale", m, err)
+	clock.Step(1100 * time.Millisecond)
+	r.held.Store(true)
+
+	type result struct {
+		m   *dns.Msg
+		err error
 	}
-	if took < 250*time.Millisecond || took > 800*time.Millisecond {
-		t.Fatalf("stale answer after %v, want about the 300ms client response timer", took)
+	answered := make(chan result, 1)
+	go func() {
+		req := new(dns.Msg)
+		req.SetQuestion("www.example.", dns.TypeA)
+		m, err := f.Resolve(context.Background(), req)
+		answered <- result{m, err}
+	}()
+	// The client waits on its response timer while the refresh is held at the resolver.
+	deadline := time.Now().Add(10 * time.Second)
+	for !clock.HasWaiters() {
+		if time.Now().After(deadline) {
+			t.Fatal("the forwarder never armed its client response timer")
+		}
+		time.Sleep(time.Millisecond)
 	}
-	// The refresh went on in the background and refilled the cache.
-	time.Sleep(900 * time.Millisecond)
+	select {
+	case res := <-answered:
+		t.Fatalf("answered %v (err %v) before the client response timer fired", res.m, res.err)
+	default:
+	}
+	clock.Step(DefaultClientResponseTimer)
+	select {
+	case res := <-answered:
+		if res.err != nil || !isStale(res.m) {
+			t.Fatalf("answer %v err %v, want stale once the timer fired", res.m, res.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer after the client response timer fired")
+	}
+
+	// The refresh went on in the background; once the resolver answers it refills the cache.
+	r.releaseHeld()
 	if m, err := resolve(t, f, "www.example."); err != nil || isStale(m) {
 		t.Fatalf("answer %v err %v, want the refreshed fresh entry", m, err)
+	}
+	if n, stale := r.queries.Load(), counter(t, metrics.stale); n != 2 || stale != 1 {
+		t.Fatalf("resolver asked %d times, %v stale answers; want 2 (fill, one refresh the next client joined) and 1", n, stale)
 	}
 }
 
 func TestStaleDataOlderThanMaxStaleIsNotServed(t *testing.T) {
 	r := startResolver(t)
-	f, _ := newForwarder(t, Config{Servers: []string{r.addr}, Timeout: 200 * time.Millisecond, MaxStale: 300 * time.Millisecond})
+	clock := fakeClock()
+	f, _ := newForwarder(t, Config{Servers: []string{r.addr}, Timeout: 200 * time.Millisecond, Clock: clock})
 	resolve(t, f, "www.example.")
 	r.stop()
-	time.Sleep(1500 * time.Millisecond)
+	clock.Step(time.Second + DefaultMaxStale) // the TTL, then exactly the longest stale life
+	if m, err := resolve(t, f, "www.example."); err != nil || !isStale(m) {
+		t.Fatalf("answer %v err %v, want stale at the end of max stale", m, err)
+	}
+	clock.Step(DefaultFailureRecheck) // past max stale, even for an entry whose refresh failed
 	if m, err := resolve(t, f, "www.example."); err == nil {
 		t.Fatalf("answer %v, want an error past max stale", m)
 	}

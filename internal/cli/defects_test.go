@@ -43,6 +43,8 @@ func TestWithoutAKubeconfigCommandsSayWhereTheyLooked(t *testing.T) {
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	t.Setenv("KUBERNETES_SERVICE_PORT", "")
 	for _, args := range [][]string{{"shed", "list"}, {"top", "--once"}, {"rollout", "status", "agent"}, {"install"},
+		{"install", "--controller"}, {"controller", "--metrics-bind-address", "127.0.0.1:0", "--health-bind-address", "127.0.0.1:0"},
+		{"rollout", "apply", "-f", "-", "--budget", "cpu=20%"},
 		{"breakglass", "kubeconfig"}, {"dns", "--listen", "127.0.0.1:0", "--metrics", "", "--snapshot", filepath.Join(t.TempDir(), "s")}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, stderr, err := execute(t, 20*time.Second, args...)
@@ -205,7 +207,7 @@ func TestNamespaceFlagIsHonouredOrRefused(t *testing.T) {
 		t.Fatalf("shed --serviceaccount coredns -n kube-system: %v; want the kube-system guard rail", err)
 	}
 	for _, args := range [][]string{{"shed", "--user", "alice"}, {"shed", "list"}, {"unshed", "x"}, {"install"}, {"top", "--once"},
-		{"breakglass", "kubeconfig"}} {
+		{"breakglass", "kubeconfig"}, {"install", "--controller"}, {"controller"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := execute(t, 5*time.Second, append([]string{"--kubeconfig", kubeconfig, "-n", "default"}, args...)...)
 			if err == nil || !strings.Contains(err.Error(), "-n") {

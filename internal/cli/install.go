@@ -16,8 +16,10 @@ import (
 
 func newInstallCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
-		dryRun bool
-		opts   breakglass.InstallOptions
+		dryRun          bool
+		opts            breakglass.InstallOptions
+		withController  bool
+		controllerImage string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -28,19 +30,30 @@ identity, in the API server, to what a rollback and a shed need (and cap its tok
 PriorityLevelConfiguration that holds seats for operators and lends none, and a FlowSchema at
 precedence 50 that sends bulkhead and --operators-group there. Members of that group may mint
 break-glass tokens (bulkhead breakglass kubeconfig). Running it again changes nothing. --dry-run
-prints the objects as YAML and touches nothing. Run it with cluster-admin rights.
+prints the objects as YAML and touches nothing. With --controller it also installs bulkhead
+controller (its CRDs, admission policies, RBAC and Deployment). Run it with cluster-admin rights.
 
 Manual: ` + ManualURL + `#install`,
 		Example: `  bulkhead install --operators-group sre-oncall
-  bulkhead install --dry-run > break-glass.yaml   # review, or apply with kubectl`,
+  bulkhead install --dry-run > break-glass.yaml   # review, or apply with kubectl
+  bulkhead install --controller                   # and bulkhead controller, in the cluster`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("controller-image") && !withController {
+				return fmt.Errorf("--controller-image has no meaning without --controller")
+			}
+			if withController && controllerImage == "" {
+				return fmt.Errorf("--controller-image: an image is required")
+			}
 			manifest, err := breakglass.Desired(opts)
 			if err != nil {
 				return err
 			}
 			if dryRun {
-				return breakglass.WriteYAML(cmd.OutOrStdout(), manifest.Objects())
+				if err := breakglass.WriteYAML(cmd.OutOrStdout(), manifest.Objects()); err != nil || !withController {
+					return err
+				}
+				return writeControllerManifests(cmd.OutOrStdout(), controllerImage)
 			}
 			cfg, err := clusterConfig(kube)
 			if err != nil {
@@ -62,6 +75,11 @@ Manual: ` + ManualURL + `#install`,
 				return fmt.Errorf("install: %w", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rails in force: the API server refuses what policy %s forbids the break-glass identity (checked by a dry run)\n", breakglass.PolicyName)
+			if withController {
+				if err := installController(cmd, cfg, controllerImage); err != nil {
+					return err
+				}
+			}
 			lane, total, err := breakglass.ReadLaneSeats(commandContext(cmd), cfg, 5*time.Second)
 			if err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: lane size not confirmed: %v\n", err)
@@ -72,6 +90,8 @@ Manual: ` + ManualURL + `#install`,
 		},
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the objects as YAML; change nothing")
+	cmd.Flags().BoolVar(&withController, "controller", false, "also install bulkhead controller: the RolloutPolicy CRD, the admission policies, its RBAC and Deployment")
+	cmd.Flags().StringVar(&controllerImage, "controller-image", controllerDefaultImage, "image of the controller's Deployment (with --controller)")
 	cmd.Flags().StringVar(&opts.OperatorsGroup, "operators-group", breakglass.DefaultOperatorsGroup,
 		"group whose members use the break-glass lane and may mint break-glass tokens")
 	return cmd

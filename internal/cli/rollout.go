@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -20,24 +21,27 @@ import (
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 	"github.com/bulkhead-dev/bulkhead/internal/writable"
 	"github.com/bulkhead-dev/bulkhead/rollout"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/plan"
 	"github.com/bulkhead-dev/bulkhead/rollout/report"
+	"github.com/bulkhead-dev/bulkhead/rollout/soak"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
 func newRolloutCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
-		file, budget, reportFile string
-		opts                     = rollout.Options{Waves: plan.DefaultWaves, Soak: time.Minute, Interval: 5 * time.Second}
+		file, budget, reportFile, memory string
+		interval                         = 5 * time.Second
+		opts                             = rollout.Options{Waves: plan.DefaultWaves, Soak: rollout.DefaultSoak}
 	)
 	cmd := &cobra.Command{
 		Use:   "rollout",
 		Short: "Roll a DaemonSet out in node waves inside an APF lane, rolling back when the fleet would not fit",
 		Long: `rollout puts a DaemonSet's service account in an API Priority and Fairness lane of its own, rolls
 the DaemonSet out in node waves, measures each wave's cost to the API servers, predicts the cost at
-100% of the fleet, and rolls back by itself when it would exceed --budget, an SLO breaks, other flows
-suffer, or agents do not become Ready.
+100% of the fleet in CPU, memory and seats, and rolls back by itself when any would exceed its
+--budget, an SLO breaks, other flows suffer, or agents do not become Ready.
 
 Manual: ` + ManualURL + `#rollout`,
 		Example: `  bulkhead rollout apply -f agent.yaml --report rollout.html
@@ -53,22 +57,27 @@ say). Every object is checked by the API server first (a server-side dry run: no
 any is refused); then the other objects are applied (server-side apply), and the DaemonSet gets
 the guarded rollout. Checks that need no cluster (the manifest, the flags, the DaemonSet's own
 service account) run before bulkhead contacts it.`,
-		Example: `  bulkhead rollout apply -f agent.yaml --waves 1%,5%,25%,100% --soak 60s --budget 10% --report rollout.html
+		Example: `  bulkhead rollout apply -f agent.yaml --report rollout.html
+  bulkhead rollout apply -f agent.yaml --waves 1%,5%,25%,100% --soak 60s --budget cpu=20%,memory=25%,seats=10%
+  bulkhead rollout apply -f agent.yaml --apiserver-cpus 4 --apiserver-memory 8Gi   # a managed control plane that hides them
   helm template telemetry ./chart | bulkhead rollout apply -f - -n telemetry`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return fmt.Errorf("-f: the manifest is required (a file, or - for stdin)")
 			}
-			if opts.Interval <= 0 {
-				return fmt.Errorf("--interval %s must be positive", opts.Interval)
-			}
 			var err error
-			if opts.BudgetPercent, err = rollout.ParseBudget(budget); err != nil {
+			if opts.Budget, err = check.ParseBudget(budget); err != nil {
+				return err
+			}
+			if opts.APIServerMemory, err = parseMemory(memory); err != nil {
 				return err
 			}
 			if _, err := opts.Validate(); err != nil {
 				return err
+			}
+			if interval <= 0 {
+				return fmt.Errorf("--interval %v must be positive", interval)
 			}
 			if err := checkReport(reportFile); err != nil {
 				return err
@@ -89,15 +98,15 @@ service account) run before bulkhead contacts it.`,
 			if err := execute.CheckServiceAccount(ds); err != nil {
 				return err
 			}
-			deps, err := rolloutDeps(cmd, kube)
+			engine, err := rolloutEngine(cmd, kube, interval)
 			if err != nil {
 				return err
 			}
 			if err := applyBundle(cmd, kube, bundle, ns); err != nil {
 				return err
 			}
-			return followRollout(cmd, deps, ds.Namespace, ds.Name, reportFile, func(ctx context.Context) (state.State, error) {
-				return rollout.Apply(ctx, deps, ds, opts)
+			return followRollout(cmd, engine, ds.Namespace, ds.Name, reportFile, func(ctx context.Context) (state.State, error) {
+				return rollout.Apply(ctx, engine, ds, opts)
 			})
 		},
 	}
@@ -105,9 +114,11 @@ service account) run before bulkhead contacts it.`,
 	af.StringVarP(&file, "filename", "f", "", "manifest (YAML or JSON, - for stdin): one DaemonSet and the objects it ships with")
 	af.StringVar(&opts.Waves, "waves", plan.DefaultWaves, "cumulative wave sizes: percentages of eligible nodes or node counts, ending at 100%")
 	af.DurationVar(&opts.Soak, "soak", time.Minute, "how long to watch each wave once its agents are Ready")
-	af.StringVar(&budget, "budget", "10%", "share of the API servers' seats the DaemonSet may use at 100%")
-	af.DurationVar(&opts.Interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
+	af.StringVar(&budget, "budget", check.DefaultBudget.String(), "share of the API servers' capacity the DaemonSet may use at 100%, per resource (cpu, memory, seats); a bare share applies to all")
+	af.DurationVar(&interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
 	af.IntVar(&opts.ServerSeats, "server-seats", 0, "one API server's seats (max-requests-inflight + max-mutating-requests-inflight); 0 reads them from its metrics")
+	af.Float64Var(&opts.APIServerCPUs, "apiserver-cpus", 0, "one API server's CPU capacity in cores, when its metrics do not show it (GOMAXPROCS); 0 reads it from the metrics")
+	af.StringVar(&memory, "apiserver-memory", "", "one API server's memory limit (e.g. 8Gi), when its metrics do not show it (GOMEMLIMIT)")
 	af.StringVar(&reportFile, reportFlag, "", reportUsage)
 
 	resume := &cobra.Command{
@@ -116,8 +127,8 @@ service account) run before bulkhead contacts it.`,
 		Example: `  bulkhead rollout resume agent -n telemetry --report rollout.html`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if opts.Interval <= 0 {
-				return fmt.Errorf("--interval %s must be positive", opts.Interval)
+			if interval <= 0 {
+				return fmt.Errorf("--interval %v must be positive", interval)
 			}
 			if err := checkReport(reportFile); err != nil {
 				return err
@@ -126,16 +137,16 @@ service account) run before bulkhead contacts it.`,
 			if err != nil {
 				return fmt.Errorf("namespace: %w", err)
 			}
-			deps, err := rolloutDeps(cmd, kube)
+			engine, err := rolloutEngine(cmd, kube, interval)
 			if err != nil {
 				return err
 			}
-			return followRollout(cmd, deps, ns, args[0], reportFile, func(ctx context.Context) (state.State, error) {
-				return rollout.Resume(ctx, deps, opts, ns, args[0])
+			return followRollout(cmd, engine, ns, args[0], reportFile, func(ctx context.Context) (state.State, error) {
+				return rollout.Resume(ctx, engine, ns, args[0])
 			})
 		},
 	}
-	resume.Flags().DurationVar(&opts.Interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
+	resume.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
 	resume.Flags().StringVar(&reportFile, reportFlag, "", reportUsage)
 
 	var format string
@@ -218,27 +229,42 @@ func rolloutClient(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (kub
 	return client, ns, nil
 }
 
-func rolloutDeps(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (rollout.Deps, error) {
+// rolloutEngine is a rollout engine for one rollout of the CLI: its client, a meter scraping the
+// API servers every interval until the command ends, and the break-glass route for a rollback.
+func rolloutEngine(cmd *cobra.Command, kube *genericclioptions.ConfigFlags, interval time.Duration) (*rollout.Engine, error) {
 	cfg, err := kube.ToRESTConfig()
 	if err != nil {
-		return rollout.Deps{}, fmt.Errorf("kubeconfig: %w", err)
+		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	cfg.UserAgent = "bulkhead-rollout/" + buildVersion()
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return rollout.Deps{}, fmt.Errorf("kubernetes client: %w", err)
+		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	removeExpired(cmd, client)
 	scraper, err := controlplane.NewScraper(cfg, controlplane.Options{})
 	if err != nil {
-		return rollout.Deps{}, err
+		return nil, err
 	}
 	out := cmd.OutOrStdout()
-	log := func(line string) { fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line) }
-	return rollout.Deps{
-		Client: client, Scraper: scraper, Log: log,
-		Rollback: rollout.BreakGlassRollback(cfg, client, log),
+	log := func(_, _, line string) { fmt.Fprintf(out, "%s %s\n", time.Now().Format("15:04:05"), line) }
+	say := func(line string) { log("", "", line) }
+	return &rollout.Engine{
+		Client: client, Meter: &soak.Meter{Scraper: scraper, Interval: interval}, Log: log,
+		Rollback: rollout.BreakGlassRollback(cfg, client, say),
 	}, nil
+}
+
+// parseMemory reads --apiserver-memory: a Kubernetes quantity of bytes, or nothing.
+func parseMemory(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	q, err := resource.ParseQuantity(s)
+	if err != nil || q.Sign() <= 0 {
+		return 0, fmt.Errorf("--apiserver-memory %q: want a positive quantity of bytes such as 8Gi", s)
+	}
+	return q.AsApproximateFloat64(), nil
 }
 
 const (
@@ -325,17 +351,21 @@ func writeReport(cmd *cobra.Command, file, ns, name string, st state.State) erro
 
 // followRollout runs a rollout until it ends; Ctrl-C pauses it safely between steps. The
 // report, when asked for, is written whatever the end: complete, rolled back, paused.
-func followRollout(cmd *cobra.Command, deps rollout.Deps, ns, name, reportFile string, run func(context.Context) (state.State, error)) error {
+func followRollout(cmd *cobra.Command, engine *rollout.Engine, ns, name, reportFile string, run func(context.Context) (state.State, error)) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if s, ok := deps.Scraper.(*controlplane.Scraper); ok {
+	if s, ok := engine.Meter.Scraper.(*controlplane.Scraper); ok {
 		s.WaitForDiscovery(ctx, 5*time.Second)
 	}
+	meterCtx, stopMeter := context.WithCancel(ctx)
+	defer stopMeter()
+	go engine.Meter.Run(meterCtx)
+	defer engine.Close()
 	st, err := run(ctx)
 	if ctx.Err() != nil { // interrupted (here, or by main's own signal handler)
 		pauseCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		paused, perr := rollout.Pause(pauseCtx, deps.Client, ns, name)
+		paused, perr := rollout.Pause(pauseCtx, engine.Client, ns, name)
 		if perr != nil {
 			return errors.Join(err, fmt.Errorf("interrupted, and could not pause: %w", perr))
 		}

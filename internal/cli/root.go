@@ -62,6 +62,7 @@ Manual: ` + ManualURL,
 	root.AddCommand(newDNSCommand(kube))
 	root.AddCommand(newInstallCommand(kube), newUninstallCommand(kube), newBreakGlassCommand(kube), newShedCommand(kube), newUnshedCommand(kube))
 	root.AddCommand(newRolloutCommand(kube))
+	root.AddCommand(newControllerCommand(kube))
 	root.InitDefaultCompletionCmd()
 	describeCompletion(root)
 	markRollout(root)

@@ -132,7 +132,7 @@ Manual: ` + ManualURL + `#top`,
 				}
 			}
 			if len(failed) > 0 {
-				return fmt.Errorf("%d replica(s) could not be read: %s", len(failed), strings.Join(failed, "; "))
+				return fmt.Errorf("the reading %s: %d could not be read: %s", reading.Coverage, len(failed), strings.Join(failed, "; "))
 			}
 			return nil
 		},

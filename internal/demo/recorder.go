@@ -18,7 +18,7 @@ import (
 type recorder struct {
 	interval time.Duration
 	start    time.Time
-	api      *apiProbe
+	api      *labtest.APIProbe
 	dns      map[string]*dnsProbe
 	scraper  *controlplane.Scraper
 	client   kubernetes.Interface
@@ -55,7 +55,7 @@ func (r *recorder) run(ctx context.Context) []Sample {
 }
 
 func (r *recorder) sample(ctx context.Context, reading controlplane.Reading) Sample {
-	latencies, failed, stuck := r.api.take(time.Second)
+	latencies, failed, stuck := r.api.Take(time.Second)
 	s := Sample{
 		At:           time.Since(r.start).Seconds(),
 		ProbeP50:     quantile(latencies, 0.50),

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/report"
 )
 
@@ -43,7 +44,9 @@ func WriteTable(w io.Writer, runs []Run) error {
 		row("  after its restart", func(r Run) string { return ratioText(r.Summary.DNSSuccessAfterRestart[server]) })
 	}
 	row("rollout decision", func(r Run) string { return rolloutDecision(r.RolloutReport) })
-	row("  predicted at 100% vs budget", func(r Run) string { return rolloutPrediction(r.RolloutReport) })
+	for _, res := range check.Resources {
+		row(fmt.Sprintf("  %s at 100%%, predicted", res), func(r Run) string { return rolloutPrediction(r.RolloutReport, string(res)) })
+	}
 	row("  halt to rolled back", func(r Run) string { return rolloutRollbackTime(r.RolloutReport) })
 	row("nodes running the agent, most", func(r Run) string { return fmt.Sprintf("%d of %d", r.Summary.MaxAgentNodes, r.Nodes) })
 	row("nodes running the agent, at the end", func(r Run) string { return fmt.Sprintf("%d of %d", r.Summary.FinalAgentNodes, r.Nodes) })
@@ -72,12 +75,26 @@ func rolloutDecision(r *report.Report) string {
 	}
 }
 
-func rolloutPrediction(r *report.Report) string {
+// rolloutPrediction is what the deciding step predicted for the fleet in one resource, against
+// its budget and the servers' capacity: "5.0 cores (95%: 4.1–5.9) vs 0.50 of 2 cores".
+func rolloutPrediction(r *report.Report, resource string) string {
 	s, ok := lastStep(r)
-	if !ok || s.Predicted == nil {
+	if !ok || s.Resources[resource].Predicted == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.2g seats (95%%: %.2g–%.2g) vs %.2g", s.Predicted.Seats, s.Predicted.Low, s.Predicted.High, r.BudgetSeats)
+	p := s.Resources[resource].Predicted
+	res := check.Resource(resource)
+	out := check.Range(res, p.Mean, p.Low, p.High)
+	for _, b := range r.Budgets {
+		switch {
+		case b.Resource != resource:
+		case b.Gated:
+			out += fmt.Sprintf(" vs %s of %s", check.Amount(res, b.Limit), check.Amount(res, b.Capacity))
+		default:
+			out += " (not gated: capacity unknown)"
+		}
+	}
+	return out
 }
 
 func rolloutRollbackTime(r *report.Report) string {

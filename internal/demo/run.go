@@ -41,8 +41,9 @@ type Options struct {
 	Duration time.Duration
 	// RestartDNSAt is when both DNS servers are restarted, into each run.
 	RestartDNSAt time.Duration
-	// Waves, Soak and Budget are passed to `bulkhead rollout apply` in the guarded run.
-	Waves, Soak, Budget string
+	// Waves and Soak are passed to `bulkhead rollout apply` in the guarded run; its budget is
+	// bulkhead's default.
+	Waves, Soak string
 	// Interval is the sampling interval.
 	Interval time.Duration
 	// APIServerMemoryLimit is passed to the lab (e.g. "3Gi"): production apiservers run with a
@@ -54,18 +55,15 @@ type Options struct {
 // on every node breaks the apiserver, small enough to start in well under a minute.
 func DefaultOptions() Options {
 	return Options{
-		Dir:          ".lab/demo",
-		Nodes:        200,
-		PodsPerNode:  20,
-		Services:     50,
-		AgentEvery:   10 * time.Second,
-		Duration:     3 * time.Minute,
-		RestartDNSAt: 90 * time.Second,
-		Waves:        "1%,5%,25%,100%",
-		Soak:         "30s",
-		// One seat of listing every pod is about one core of this box: the lab's 600 seats are a
-		// concurrency limit far beyond what 2 cores execute, so the budget is what the box affords.
-		Budget:               "0.25%",
+		Dir:                  ".lab/demo",
+		Nodes:                200,
+		PodsPerNode:          20,
+		Services:             50,
+		AgentEvery:           10 * time.Second,
+		Duration:             3 * time.Minute,
+		RestartDNSAt:         90 * time.Second,
+		Waves:                "1%,5%,25%,100%",
+		Soak:                 "30s",
 		Interval:             2 * time.Second,
 		APIServerMemoryLimit: "768Mi",
 	}
@@ -131,7 +129,7 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	}()
 	say("CoreDNS v1.15.0 and bulkhead dns answer the lab's Service names; the probes start")
 
-	api, err := newAPIProbe(lab.Config, probeNamespace, "probe", "probe-target")
+	api, err := labtest.NewAPIProbe(lab.Config, probeNamespace, "probe", "probe-target")
 	if err != nil {
 		return run, err
 	}
@@ -145,7 +143,7 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	var events eventLog
 	rec := &recorder{interval: opts.Interval, start: time.Now(), api: api, dns: probes, scraper: scraper, client: lab.Client, lab: lab, events: &events, samples: make(chan Sample, 1)}
 	rec.agent.namespace, rec.agent.name = agentNamespace, agentName
-	go api.run(runCtx, 10)
+	go api.Run(runCtx, 10)
 	for _, p := range probes {
 		go p.run(runCtx, 20)
 	}
@@ -181,7 +179,7 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 			return run, err
 		}
 		events.add("bulkhead rollout apply started")
-		say("bulkhead rollout apply -f telemetry.yaml --waves %s --soak %s --budget %s", opts.Waves, opts.Soak, opts.Budget)
+		say("bulkhead rollout apply -f telemetry.yaml --waves %s --soak %s", opts.Waves, opts.Soak)
 	}
 
 	if !sleep(ctx, opts.RestartDNSAt) {
@@ -406,7 +404,7 @@ type rolloutProcess struct {
 
 func startRollout(opts Options, kubeconfig, manifest, reportPath string, onLine func(string)) (*rolloutProcess, error) {
 	cmd := exec.Command(opts.BulkheadBinary, "rollout", "apply", "-f", manifest, "--kubeconfig", kubeconfig,
-		"--waves", opts.Waves, "--soak", opts.Soak, "--budget", opts.Budget, "--report", reportPath)
+		"--waves", opts.Waves, "--soak", opts.Soak, "--report", reportPath)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -128,15 +128,19 @@ func TestReportShadesTheSpansWhenEveryProbeRequestFailed(t *testing.T) {
 func TestTableSaysWhereTheGuardedRolloutHaltedAndWhatItPredicted(t *testing.T) {
 	decided := time.Date(2026, 11, 25, 6, 34, 48, 0, time.UTC)
 	guarded := Run{Mode: Guarded, Nodes: 200, RolloutReport: &report.Report{
-		Phase: "RolledBack", Eligible: 200, BudgetSeats: 1, Updated: decided.Add(1500 * time.Millisecond),
+		Phase: "RolledBack", Eligible: 200, Updated: decided.Add(1500 * time.Millisecond),
+		Budgets: []report.Budget{{Resource: "cpu", Limit: 0.5, Capacity: 2, Gated: true}, {Resource: "memory"}},
 		Steps: []report.Step{{Wave: 1, Label: "wave 1", Nodes: 2, Verdict: report.Halted, DecidedAt: decided,
-			Predicted: &report.Interval{Seats: 4.3, Low: 0, High: 14}}},
+			Resources: map[string]report.StepResource{
+				"cpu":    {Predicted: &report.Interval{Mean: 4.3, Low: 2.2, High: 6.4}},
+				"memory": {Predicted: &report.Interval{Mean: 3 << 30, Low: 1 << 30, High: 5 << 30}}}}},
 	}}
 	var out bytes.Buffer
 	if err := WriteTable(&out, []Run{{Mode: Unguarded, Nodes: 200}, guarded}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"halted at wave 1 (2 of 200 nodes)", "4.3 seats (95%: 0–14) vs 1", "1.50s"} {
+	for _, want := range []string{"halted at wave 1 (2 of 200 nodes)", "4.30 cores (95%: 2.20–6.40) vs 0.500 cores of 2.00 cores",
+		"3.0 GiB (95%: 1.0 GiB–5.0 GiB) (not gated: capacity unknown)", "1.50s"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}

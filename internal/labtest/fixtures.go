@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
 )
 
 // BehaviorAnnotation makes the lab perform API calls as a pod's service account.
@@ -45,22 +46,35 @@ func (l *Lab) ServiceAccount(ctx context.Context, ns, name, clusterRole string) 
 
 // FlowCounter sums one APF counter family (for example
 // apiserver_flowcontrol_dispatched_requests_total) over the series of one flow schema, as the
-// lab's apiserver reports it on /metrics.
+// lab's apiserver reports it on /metrics; with several replicas, over every replica.
 func (l *Lab) FlowCounter(ctx context.Context, family, flowSchema string) (float64, error) {
-	raw, err := l.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("scrape /metrics: %w", err)
-	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
-	if err != nil {
-		return 0, fmt.Errorf("parse /metrics: %w", err)
+	clients, names := []kubernetes.Interface{l.Client}, []string{l.Config.Host}
+	if len(l.replicas) > 1 {
+		clients, names = nil, nil
+		for _, r := range l.replicas {
+			c, err := kubernetes.NewForConfig(l.ReplicaConfig(r))
+			if err != nil {
+				return 0, fmt.Errorf("client for %s: %w", r.Name, err)
+			}
+			clients, names = append(clients, c), append(names, r.Name)
+		}
 	}
 	var total float64
-	for _, m := range families[family].GetMetric() {
-		for _, label := range m.GetLabel() {
-			if label.GetName() == "flow_schema" && label.GetValue() == flowSchema {
-				total += m.GetCounter().GetValue()
+	for i, c := range clients {
+		raw, err := c.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("scrape /metrics of %s: %w", names[i], err)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(bytes.NewReader(raw))
+		if err != nil {
+			return 0, fmt.Errorf("parse /metrics of %s: %w", names[i], err)
+		}
+		for _, m := range families[family].GetMetric() {
+			for _, label := range m.GetLabel() {
+				if label.GetName() == "flow_schema" && label.GetValue() == flowSchema {
+					total += m.GetCounter().GetValue()
+				}
 			}
 		}
 	}

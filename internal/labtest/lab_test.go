@@ -121,27 +121,51 @@ func TestServicesHaveEndpointSlicesWithPodIPs(t *testing.T) {
 	}
 }
 
-func TestBehaviourRequestRateMatchesItsSchedule(t *testing.T) {
+func TestAgentsRequestsSucceedAndAPFCountsEachOfThem(t *testing.T) {
 	ctx := context.Background()
 	ns := createNamespace(t, "agent-rate")
-	const replicas, flow = 10, "labtest-agent-rate"
-	grantGetConfigMaps(t, ns, "agent")
-	createFlowSchema(t, flow, ns, "agent")
+	const replicas, flow, sa = 10, "labtest-agent-rate", "agent"
+	grantGetConfigMaps(t, ns, sa)
+	createFlowSchema(t, flow, ns, sa)
 	if _, err := lab.Client.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "target"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Each agent GETs once a second: 10 agents make 10 requests per second.
-	runAgents(t, ns, "agent", replicas, fmt.Sprintf("- get: configmaps/%s/target\n  every: 1s\n", ns))
-	time.Sleep(3 * time.Second) // every agent is past its random start phase
-
-	before, t0 := dispatched(t, flow), time.Now()
-	time.Sleep(30 * time.Second)
-	after, t1 := dispatched(t, flow), time.Now()
-	rate := (after - before) / t1.Sub(t0).Seconds()
-	if rate < 0.9*replicas || rate > 1.1*replicas {
-		t.Fatalf("flow schema %s dispatched %.2f req/s, want %d ±10%%", flow, rate, replicas)
+	// Each agent GETs once a second, jittered by ±10%.
+	runAgents(t, ns, sa, replicas, fmt.Sprintf("- get: configmaps/%s/target\n  every: 1s\n", ns))
+	before, err := lab.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("emulated agents: %.2f req/s dispatched by APF for a schedule of %d req/s", rate, replicas)
+	from := time.Now()
+	time.Sleep(10 * time.Second)
+	after := lab.RequireAgentsSucceeded(ctx, t, before, ns+"/"+sa)
+	window := time.Since(from)
+	// No agent starts its next request sooner than 0.9 s after its last one began: whatever the
+	// box's load, the agents cannot exceed that; a slow box only makes them slower.
+	made := after.Agent(ns+"/"+sa).Requests - before.Agent(ns+"/"+sa).Requests
+	if most := replicas * (int64(window/(900*time.Millisecond)) + 2); made > most {
+		t.Errorf("%d agents made %d requests in %s, more than their schedule allows (%d)", replicas, made, window.Round(time.Millisecond), most)
+	}
+
+	// Stop the agents, then compare the emulator's count with APF's: every request the emulator
+	// recorded was dispatched under the agents' flow schema, and APF dispatched no more than that
+	// plus one request per agent cancelled in flight when its pod went away.
+	stopAgents(t, ns, sa)
+	recorded, err := lab.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := dispatched(t, flow)
+	recordedLater, err := lab.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, hi := recorded.Agent(ns+"/"+sa).Requests, recordedLater.Agent(ns+"/"+sa).Requests+replicas
+	if n < float64(lo) || n > float64(hi) {
+		t.Fatalf("APF dispatched %.0f requests under %s; the emulator made %d (want %d to %d)", n, flow, lo, lo, hi)
+	}
+	t.Logf("%d agents: %d requests in %s (%.2f/s for a schedule of %d/s; `make bench` prints the rate), APF dispatched %.0f of the emulator's %d in all",
+		replicas, made, window.Round(time.Millisecond), float64(made)/window.Seconds(), replicas, n, lo)
 }
 
 func TestMalformedBehaviourGetsAnEventAndNoTraffic(t *testing.T) {
@@ -171,6 +195,13 @@ func TestMalformedBehaviourGetsAnEventAndNoTraffic(t *testing.T) {
 	if n := dispatched(t, flow); n != 0 {
 		t.Fatalf("the malformed agent made %v requests, want none", n)
 	}
+	stats, err := lab.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if made := stats.Agent(ns + "/bad"); made.Requests != 0 {
+		t.Fatalf("the lab's emulator counts %d requests of the malformed agent, want none", made.Requests)
+	}
 }
 
 func TestUpRejectsBadInputAndStartsNothing(t *testing.T) {
@@ -198,6 +229,7 @@ func TestUpRejectsBadInputAndStartsNothing(t *testing.T) {
 		{"negative nodes", []string{"--nodes", "-5"}, "--nodes must be at least 1, got -5"},
 		{"dir under a file", []string{"--dir", filepath.Join(notADir, "lab")}, "--dir " + filepath.Join(notADir, "lab")},
 		{"port in use", []string{"--port", busyPort}, "port " + busyPort + " on 127.0.0.1 is not available"},
+		{"no apiserver", []string{"--apiservers", "0"}, "--apiservers must be between 1 and 9, got 0"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,7 +333,7 @@ func nodeReady(n *corev1.Node) bool {
 	return false
 }
 
-func createNamespace(t *testing.T, name string) string {
+func createNamespace(t testing.TB, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := lab.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
@@ -313,7 +345,7 @@ func createNamespace(t *testing.T, name string) string {
 	return name
 }
 
-func grantGetConfigMaps(t *testing.T, ns, sa string) {
+func grantGetConfigMaps(t testing.TB, ns, sa string) {
 	t.Helper()
 	ctx := context.Background()
 	c := lab.Client
@@ -331,7 +363,7 @@ func grantGetConfigMaps(t *testing.T, ns, sa string) {
 
 // createFlowSchema gives one service account a flow schema of its own, so that APF's metrics
 // count its requests alone.
-func createFlowSchema(t *testing.T, name, ns, sa string) {
+func createFlowSchema(t testing.TB, name, ns, sa string) {
 	t.Helper()
 	fs := &flowcontrolv1.FlowSchema{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -353,10 +385,19 @@ func createFlowSchema(t *testing.T, name, ns, sa string) {
 	t.Cleanup(func() {
 		_ = lab.Client.FlowcontrolV1().FlowSchemas().Delete(context.Background(), name, metav1.DeleteOptions{})
 	})
+	// APF's configuration controller writes the schema's Dangling condition once it classifies
+	// requests by it: from then on the agents' requests are counted under name.
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		got, err := lab.Client.FlowcontrolV1().FlowSchemas().Get(ctx, name, metav1.GetOptions{})
+		return err == nil && len(got.Status.Conditions) > 0, err
+	})
+	if err != nil {
+		t.Fatalf("APF did not take up flow schema %s: %v", name, err)
+	}
 }
 
 // runAgents creates a Deployment of agents with the behaviour and waits until they run.
-func runAgents(t *testing.T, ns, sa string, replicas int32, behaviour string) {
+func runAgents(t testing.TB, ns, sa string, replicas int32, behaviour string) {
 	t.Helper()
 	ctx := context.Background()
 	labels := map[string]string{"app": sa}
@@ -383,6 +424,24 @@ func runAgents(t *testing.T, ns, sa string, replicas int32, behaviour string) {
 	}
 }
 
+// stopAgents deletes the agents' Deployment and waits until their pods are gone, and with them
+// the emulator's traffic.
+func stopAgents(t testing.TB, ns, sa string) {
+	t.Helper()
+	ctx := context.Background()
+	background := metav1.DeletePropagationBackground
+	if err := lab.Client.AppsV1().Deployments(ns).Delete(ctx, sa, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := lab.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + sa})
+		return err == nil && len(pods.Items) == 0, err
+	})
+	if err != nil {
+		t.Fatalf("agents %s/%s still have pods: %v", ns, sa, err)
+	}
+}
+
 func create[T any](_ T, err error) error {
 	if apierrors.IsAlreadyExists(err) {
 		return nil
@@ -390,7 +449,7 @@ func create[T any](_ T, err error) error {
 	return err
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -398,7 +457,7 @@ func must(t *testing.T, err error) {
 }
 
 // dispatched reads apiserver_flowcontrol_dispatched_requests_total for one flow schema.
-func dispatched(t *testing.T, flowSchema string) float64 {
+func dispatched(t testing.TB, flowSchema string) float64 {
 	t.Helper()
 	n, err := lab.FlowCounter(context.Background(), "apiserver_flowcontrol_dispatched_requests_total", flowSchema)
 	if err != nil {

@@ -34,6 +34,9 @@ type Options struct {
 	Nodes       int
 	PodsPerNode int
 	Services    int
+	// APIServers > 1 runs that many kube-apiserver replicas behind the lab's load balancer
+	// (bulkhead-lab up --apiservers); the default/kubernetes EndpointSlice lists them.
+	APIServers int
 	// ExtraArgs are appended to `bulkhead-lab up`, for example --max-requests-inflight=50.
 	ExtraArgs []string
 	// StartTimeout bounds the wait for the ready line; default 4 minutes.
@@ -49,10 +52,12 @@ type Lab struct {
 	// LogPath holds everything the lab printed.
 	LogPath string
 
-	binary  string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	ownsDir bool
+	binary string
+	// replicas are the apiserver replicas when there are several; metrics are read from each.
+	replicas []ReplicaStatus
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	ownsDir  bool
 }
 
 // Binary returns the path of bulkhead-lab: $BULKHEAD_LAB_BIN, or bin/bulkhead-lab at the root
@@ -125,6 +130,9 @@ func startIn(bin, dir string, opts Options) (*Lab, error) {
 	if opts.Services > 0 {
 		args = append(args, "--services", strconv.Itoa(opts.Services))
 	}
+	if opts.APIServers > 0 {
+		args = append(args, "--apiservers", strconv.Itoa(opts.APIServers))
+	}
 	args = append(args, opts.ExtraArgs...)
 	timeout := opts.StartTimeout
 	if timeout == 0 {
@@ -140,7 +148,8 @@ func startIn(bin, dir string, opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab log: %w", err)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: a test binary that is killed (a timeout, ^C) takes its lab with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		logFile.Close()
@@ -194,6 +203,16 @@ func startIn(bin, dir string, opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab client: %w", err)
 	}
 	lab.Config, lab.Client = cfg, client
+	if opts.APIServers > 1 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := lab.Status(ctx)
+		cancel()
+		if err != nil {
+			lab.kill()
+			return nil, err
+		}
+		lab.replicas = st.Replicas
+	}
 	return lab, nil
 }
 
@@ -213,7 +232,35 @@ type Status struct {
 	ComponentPIDs map[string]int `json:"componentPIDs"`
 	// ComponentRestarts counts unexpected deaths, e.g. kube-apiserver killed at its memory limit.
 	ComponentRestarts map[string]int `json:"componentRestarts"`
-	APIServerUp       bool           `json:"apiserverUp"`
+	// APIServerUp says the API answers through Server.
+	APIServerUp bool `json:"apiserverUp"`
+	// Replicas are the kube-apiserver processes, by index.
+	Replicas []ReplicaStatus `json:"replicas"`
+	// Network is set when the lab runs several replicas, each in a network namespace of its own.
+	Network *NetworkStatus `json:"network"`
+}
+
+// ReplicaStatus is one kube-apiserver replica of the lab.
+type ReplicaStatus struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	// Address is host:port, as the default/kubernetes EndpointSlice lists it.
+	Address     string `json:"address"`
+	PID         int    `json:"pid"`
+	Restarts    int    `json:"restarts"`
+	Stopped     bool   `json:"stopped"`
+	Up          bool   `json:"up"`
+	Connections int    `json:"connections"`
+	// Namespace (net:[inode]) and Link (the outer end of its veth pair) are the replica's own
+	// network, with several replicas.
+	Namespace string `json:"namespace"`
+	Link      string `json:"link"`
+}
+
+// NetworkStatus is the network the lab made for its replicas.
+type NetworkStatus struct {
+	Subnet      string `json:"subnet"`
+	HostAddress string `json:"hostAddress"`
 }
 
 // Status asks the running lab for its processes and state.
@@ -227,6 +274,24 @@ func (l *Lab) Status(ctx context.Context) (Status, error) {
 		return st, fmt.Errorf("bulkhead-lab ctl status: %w", err)
 	}
 	return st, nil
+}
+
+// StopReplica stops kube-apiserver replica i (0-based); the others keep serving.
+func (l *Lab) StopReplica(ctx context.Context, i int) error {
+	return l.Ctl(ctx, "apiserver", "stop", "--replica", strconv.Itoa(i))
+}
+
+// StartReplica starts kube-apiserver replica i again and waits until it is ready.
+func (l *Lab) StartReplica(ctx context.Context, i int) error {
+	return l.Ctl(ctx, "apiserver", "start", "--replica", strconv.Itoa(i))
+}
+
+// ReplicaConfig is the lab's admin client configuration aimed at one replica directly (its
+// address, which its certificate names), bypassing the load balancer.
+func (l *Lab) ReplicaConfig(r ReplicaStatus) *rest.Config {
+	cfg := rest.CopyConfig(l.Config)
+	cfg.Host = "https://" + r.Address
+	return cfg
 }
 
 // Close stops the lab with SIGTERM, waits for it and removes its directory when Start made it.
@@ -247,6 +312,23 @@ func (l *Lab) Close() error {
 func (l *Lab) kill() {
 	_ = syscall.Kill(-l.cmd.Process.Pid, syscall.SIGKILL)
 	<-l.exited
+}
+
+// New starts a lab for one test and stops it when the test ends; a lab that cannot start fails
+// the test. Packages that need a second kind of lab (for example several apiservers) use it
+// in the one test that needs it, so that it runs only while that test does.
+func New(t testing.TB, opts Options) *Lab {
+	t.Helper()
+	started, err := Start(opts)
+	if err != nil {
+		t.Fatalf("the lab did not start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := started.Close(); err != nil {
+			t.Errorf("stopping the lab: %v", err)
+		}
+	})
+	return started
 }
 
 // Run is for TestMain: it starts one lab for the package, stores it in *lab, runs the tests and

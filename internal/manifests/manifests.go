@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -22,8 +23,9 @@ type File struct {
 	Objects []runtime.Object
 }
 
-// Read decodes every document of every .yaml file under dir, in path order. A document of a
-// kind client-go does not know is an error: deploy/ ships only built-in kinds.
+// Read decodes every document of every .yaml file under dir, in path order: built-in kinds as
+// their typed objects, others (the controller's CustomResourceDefinitions) as Unstructured.
+// Kustomize's own files (kind Kustomization) are not API objects and are left out.
 func Read(dir string) ([]File, error) {
 	var files []File
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
@@ -48,12 +50,21 @@ func Read(dir string) ([]File, error) {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 			obj, _, err := scheme.Codecs.UniversalDeserializer().Decode(raw, nil, nil)
+			if runtime.IsNotRegisteredError(err) {
+				u := &unstructured.Unstructured{}
+				if err = u.UnmarshalJSON(raw); err == nil && u.GetKind() == "Kustomization" {
+					continue
+				}
+				obj = u
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", path, err)
 			}
 			f.Objects = append(f.Objects, obj)
 		}
-		files = append(files, f)
+		if len(f.Objects) > 0 {
+			files = append(files, f)
+		}
 		return nil
 	})
 	return files, err

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -24,6 +25,9 @@ type Emulator struct {
 	events    kubernetes.Interface
 	resources Resources
 	stats     *Stats
+
+	// connectionPerPod gives each pod a connection of its own (ConnectionPerPod).
+	connectionPerPod bool
 
 	mu       sync.Mutex
 	runs     map[types.UID]*podRun
@@ -49,6 +53,12 @@ func NewEmulator(base *rest.Config, client kubernetes.Interface, stats *Stats) (
 		runs: map[types.UID]*podRun{}, rejected: map[types.UID]string{}, clients: map[string]*http.Client{},
 	}, nil
 }
+
+// ConnectionPerPod gives every emulated pod its own connection to the API, as real pods have,
+// instead of sharing the emulator's (client-go multiplexes every pod's requests over one HTTP/2
+// connection). Behind a load balancer that balances connections, it is what spreads a fleet's
+// load over the apiserver replicas. Call it before Attach.
+func (e *Emulator) ConnectionPerPod() { e.connectionPerPod = true }
 
 // Attach makes the emulator follow pods seen by informer until ctx ends.
 func (e *Emulator) Attach(ctx context.Context, informer cache.SharedIndexInformer) error {
@@ -111,7 +121,12 @@ func (e *Emulator) reconcile(ctx context.Context, obj any) {
 		return
 	}
 	sa := serviceAccount(pod)
-	client, err := e.clientFor(pod.Namespace, sa)
+	var client *http.Client
+	if e.connectionPerPod {
+		client, err = e.newClient(pod.Namespace, sa)
+	} else {
+		client, err = e.clientFor(pod.Namespace, sa)
+	}
 	if err != nil {
 		e.reject(ctx, pod, annotation, err)
 		return
@@ -120,8 +135,16 @@ func (e *Emulator) reconcile(ctx context.Context, obj any) {
 	e.mu.Lock()
 	e.runs[pod.UID] = &podRun{annotation: annotation, node: pod.Spec.NodeName, cancel: cancel}
 	e.mu.Unlock()
+	var actionsDone sync.WaitGroup
 	for _, a := range actions {
-		go e.run(runCtx, client, pod.Namespace+"/"+sa, a)
+		actionsDone.Go(func() { e.run(runCtx, client, pod.Namespace+"/"+sa, a) })
+	}
+	if e.connectionPerPod {
+		// The pod's connection ends with the pod, as a real pod's does.
+		go func() {
+			actionsDone.Wait()
+			utilnet.CloseIdleConnectionsFor(client.Transport)
+		}()
 	}
 }
 
@@ -184,17 +207,35 @@ func (e *Emulator) clientFor(namespace, sa string) (*http.Client, error) {
 	if c := e.clients[user]; c != nil {
 		return c, nil
 	}
-	cfg := rest.CopyConfig(e.base)
-	cfg.Impersonate = rest.ImpersonationConfig{
-		UserName: user,
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}
-	c, err := rest.HTTPClientFor(cfg)
+	c, err := rest.HTTPClientFor(impersonating(e.base, namespace, sa))
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", user, err)
 	}
 	e.clients[user] = c
 	return c, nil
+}
+
+// newClient returns an HTTP client that impersonates the service account over connections of
+// its own.
+func (e *Emulator) newClient(namespace, sa string) (*http.Client, error) {
+	cfg := impersonating(e.base, namespace, sa)
+	// client-go shares one transport between configs of equal TLS settings, unless the config
+	// has a Proxy function: this one keeps the default proxy behaviour and gets its own.
+	cfg.Proxy = http.ProxyFromEnvironment
+	c, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("client for %s/%s: %w", namespace, sa, err)
+	}
+	return c, nil
+}
+
+func impersonating(base *rest.Config, namespace, sa string) *rest.Config {
+	cfg := rest.CopyConfig(base)
+	cfg.Impersonate = rest.ImpersonationConfig{
+		UserName: "system:serviceaccount:" + namespace + ":" + sa,
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+	return cfg
 }
 
 func serviceAccount(pod *corev1.Pod) string {

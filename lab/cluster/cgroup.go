@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // limitCgroup confines a process the way a container's limits do: past its memory limit the
@@ -49,6 +50,7 @@ func newLimitCgroup(name string, memoryBytes int64, cpus float64) (*limitCgroup,
 		if err != nil {
 			return fail(fmt.Errorf("%s needs a writable %s cgroup: %w", want.flag, want.controller, err))
 		}
+		removeStaleCgroups(parent)
 		dir := filepath.Join(parent, name)
 		if !slices.Contains(c.dirs, dir) {
 			if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
@@ -93,6 +95,24 @@ func (c *limitCgroup) remove() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeStaleCgroups deletes the cgroups that labs killed with SIGKILL left in parent (they had
+// no chance to remove them): directories named bulkhead-lab-<pid>-… whose process is gone. A
+// cgroup with a process in it cannot be removed, so a running lab's is never touched.
+func removeStaleCgroups(parent string) {
+	dirs, err := filepath.Glob(filepath.Join(parent, "bulkhead-lab-*-*"))
+	if err != nil {
+		return
+	}
+	for _, dir := range dirs {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), "bulkhead-lab-"), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+			continue
+		}
+		_ = os.Remove(dir)
+	}
 }
 
 // ownCgroup finds this process's cgroup directory for a controller: its v1 hierarchy when the

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,7 +39,11 @@ type lab struct {
 	admin      *rest.Config
 	client     kubernetes.Interface
 
-	apiserver, controllerManager, scheduler *component
+	// network and balancer exist with more than one replica.
+	network                      *replicaNetwork
+	replicas                     []*apiserverReplica
+	balancer                     *balancer
+	controllerManager, scheduler *component
 
 	stats       *behavior.Stats
 	nodes, pods cache.SharedIndexInformer
@@ -75,49 +81,96 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 		fmt.Fprintf(progress, "bulkhead-lab: %5.1fs "+format+"\n", append([]any{time.Since(l.start).Seconds()}, args...)...)
 	}
 	// A new up starts from a clean state: an earlier run's data must not leak into this one.
-	for _, stale := range []string{"etcd", "pki", SocketName, "kubeconfig"} {
+	for _, stale := range []string{"etcd", "pki", SocketName, etcdSocketName, "kubeconfig"} {
 		if err := os.RemoveAll(filepath.Join(l.dir, stale)); err != nil {
 			return fmt.Errorf("clean %s: %w", stale, err)
 		}
+	}
+	etcdSocket := ""
+	if l.opts.APIServers > 1 {
+		network, err := newReplicaNetwork(l.opts.APIServers)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := network.close(); err != nil {
+				say("%v", err)
+			}
+		}()
+		l.network = network
+		etcdSocket = filepath.Join(l.dir, etcdSocketName)
+		say("replica network %s: a namespace each (%s), links %s (%s on this side)", network.subnet,
+			strings.Join(network.inodes, ", "), strings.Join(network.links, ", "), network.host)
 	}
 	if err := l.generatePKI(); err != nil {
 		return err
 	}
 
-	etcd, etcdURL, err := startEtcd(l.dir)
+	etcd, etcdURL, err := startEtcd(l.dir, etcdSocket)
 	if err != nil {
 		return err
 	}
 	defer etcd.Close()
+	if etcdSocket != "" {
+		defer os.Remove(etcdSocket)
+	}
 	say("etcd ready at %s", etcdURL)
 
-	l.apiserver = newComponent("kube-apiserver", filepath.Join(l.dir, "kube-apiserver.log"), l.apiserverArgs(etcdURL))
-	if l.opts.APIServerMemoryLimit > 0 || l.opts.APIServerCPUs > 0 {
-		cg, err := newLimitCgroup(fmt.Sprintf("bulkhead-lab-%d-apiserver", os.Getpid()), l.opts.APIServerMemoryLimit, l.opts.APIServerCPUs)
-		if err != nil {
+	replicas, err := l.newReplicas(ctx, etcdURL)
+	l.replicas = replicas
+	defer func() {
+		var wg sync.WaitGroup
+		for _, r := range replicas {
+			if r != nil {
+				wg.Go(func() {
+					if err := r.close(componentGrace); err != nil {
+						say("%v", err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+	}()
+	if err != nil {
+		return err
+	}
+	if l.opts.APIServerMemoryLimit > 0 {
+		say("kube-apiserver memory limit: %d MiB per replica", l.opts.APIServerMemoryLimit>>20)
+	}
+	if l.opts.APIServerCPUs > 0 {
+		say("kube-apiserver CPU limit: %g cores per replica", l.opts.APIServerCPUs)
+	}
+	for _, r := range l.replicas {
+		if err := r.proc.start(); err != nil {
 			return err
 		}
+	}
+	for _, r := range l.replicas {
+		if err := r.waitReady(ctx, 3*time.Minute); err != nil {
+			return err
+		}
+	}
+	if l.network != nil {
+		l.balancer, err = startBalancer(net.JoinHostPort("127.0.0.1", strconv.Itoa(l.port)), l.replicas)
+		if err != nil {
+			return fmt.Errorf("load balancer on 127.0.0.1:%d: %w", l.port, err)
+		}
 		defer func() {
-			if err := cg.remove(); err != nil {
-				say("remove apiserver cgroup: %v", err)
-			}
+			closeCtx, cancel := context.WithTimeout(context.Background(), componentGrace)
+			defer cancel()
+			l.balancer.close(closeCtx)
 		}()
-		l.apiserver.onStart = cg.add
-		if l.opts.APIServerMemoryLimit > 0 {
-			say("kube-apiserver memory limit: %d MiB", l.opts.APIServerMemoryLimit>>20)
+		if err := l.publishReplicas(ctx); err != nil {
+			return err
 		}
-		if l.opts.APIServerCPUs > 0 {
-			say("kube-apiserver CPU limit: %g cores", l.opts.APIServerCPUs)
+		addrs := make([]string, len(l.replicas))
+		for i, r := range l.replicas {
+			addrs[i] = r.address
 		}
+		say("%d kube-apiservers ready at %s, balanced at %s", len(l.replicas), strings.Join(addrs, ", "), l.server)
+	} else {
+		say("kube-apiserver ready at %s", l.server)
 	}
-	defer l.apiserver.close(componentGrace)
-	if err := l.apiserver.start(); err != nil {
-		return err
-	}
-	if err := l.waitAPIServer(ctx, 3*time.Minute); err != nil {
-		return err
-	}
-	say("kube-apiserver ready at %s", l.server)
 
 	if err := grantKubelets(ctx, l.client); err != nil {
 		return err
@@ -154,6 +207,9 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if l.balancer != nil {
+		emulator.ConnectionPerPod()
+	}
 	if err := emulator.Attach(runCtx, l.pods); err != nil {
 		return err
 	}
@@ -186,9 +242,7 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 }
 
 func (l *lab) generatePKI() error {
-	bundle, err := pki.Generate(filepath.Join(l.dir, "pki"),
-		[]net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
-		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+	bundle, err := pki.Generate(filepath.Join(l.dir, "pki"), l.servingIdentities(),
 		[]pki.Identity{
 			{Name: "admin", User: "kubernetes-admin", Groups: []string{"system:masters"}},
 			{Name: "kube-controller-manager", User: "system:kube-controller-manager"},
@@ -212,17 +266,19 @@ func (l *lab) generatePKI() error {
 	return nil
 }
 
-func (l *lab) apiserverArgs(etcdURL string) []string {
+// apiserverArgs are one replica's flags: it listens on host:port with the serving certificate
+// servingName.
+func (l *lab) apiserverArgs(etcdURL, host string, port int, servingName string) []string {
 	b := l.bundle
 	return []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(l.port),
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + host,
+		"--secure-port=" + strconv.Itoa(port),
+		"--advertise-address=" + host,
 		// EndpointSlices may not hold loopback addresses; see the package doc.
 		"--endpoint-reconciler-type=none",
-		"--tls-cert-file=" + b.ServingCert,
-		"--tls-private-key-file=" + b.ServingKey,
+		"--tls-cert-file=" + b.Serving[servingName].Cert,
+		"--tls-private-key-file=" + b.Serving[servingName].Key,
 		"--client-ca-file=" + b.CACert,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file=" + b.SAPublic,
@@ -235,7 +291,7 @@ func (l *lab) apiserverArgs(etcdURL string) []string {
 		"--enable-priority-and-fairness=true",
 		"--allow-privileged=true",
 		"--profiling=false",
-		"--cert-dir=" + filepath.Join(l.dir, "pki", "apiserver"),
+		"--cert-dir=" + filepath.Join(l.dir, "pki", servingName),
 		"--v=0",
 	}
 }
@@ -279,26 +335,6 @@ leaderElection:
 		return "", fmt.Errorf("write scheduler config: %w", err)
 	}
 	return path, nil
-}
-
-// waitAPIServer polls /readyz until the apiserver answers ok.
-func (l *lab) waitAPIServer(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		probeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		body, err := l.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(probeCtx)
-		cancel()
-		if err == nil && string(body) == "ok" {
-			return nil
-		}
-		last = err
-		time.Sleep(250 * time.Millisecond)
-	}
-	return fmt.Errorf("kube-apiserver not ready after %s (last error: %v); see %s", timeout, last, filepath.Join(l.dir, "kube-apiserver.log"))
 }
 
 // startInformers watches nodes and pods: readiness counts and the behaviour emulator use them.
@@ -354,37 +390,6 @@ func (l *lab) counts() (readyNodes, runningFiller int) {
 		}
 	}
 	return readyNodes, runningFiller
-}
-
-func (l *lab) status(ctx context.Context) Status {
-	probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	body, err := l.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(probeCtx)
-	return Status{
-		Server:        l.server,
-		Kubeconfig:    l.kubeconfig,
-		SupervisorPID: os.Getpid(),
-		ComponentPIDs: map[string]int{
-			"kube-apiserver":          l.apiserver.pid(),
-			"kube-controller-manager": l.controllerManager.pid(),
-			"kube-scheduler":          l.scheduler.pid(),
-		},
-		ComponentRestarts: map[string]int{
-			"kube-apiserver":          l.apiserver.restartCount(),
-			"kube-controller-manager": l.controllerManager.restartCount(),
-			"kube-scheduler":          l.scheduler.restartCount(),
-		},
-		APIServerUp:    err == nil && string(body) == "ok",
-		MaxInflight:    l.opts.MaxRequestsInflight,
-		MaxMutating:    l.opts.MaxMutatingRequestsInflight,
-		Nodes:          l.opts.Nodes,
-		FillerPods:     l.opts.Nodes * l.opts.PodsPerNode,
-		Services:       l.opts.Services,
-		StartupSeconds: l.startup.Seconds(),
-
-		APIServerCPUs:        l.opts.APIServerCPUs,
-		APIServerMemoryLimit: l.opts.APIServerMemoryLimit,
-	}
 }
 
 // lockDir makes sure only one lab runs in a directory at a time.

@@ -7,31 +7,77 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"time"
 )
 
 // SocketName is the control socket inside the lab directory.
 const SocketName = "ctl.sock"
 
+// etcdSocketName is the unix socket etcd serves the replicas on, inside the lab directory.
+const etcdSocketName = "etcd.sock"
+
 // Status describes a running lab, as served on the control socket.
 type Status struct {
+	// Server is the kubeconfig's: the one replica, or the load balancer in front of several.
 	Server        string         `json:"server"`
 	Kubeconfig    string         `json:"kubeconfig"`
 	SupervisorPID int            `json:"supervisorPID"`
 	ComponentPIDs map[string]int `json:"componentPIDs"` // 0 when stopped
 	// ComponentRestarts counts unexpected exits, for example kube-apiserver killed at its memory limit.
 	ComponentRestarts map[string]int `json:"componentRestarts"`
-	APIServerUp       bool           `json:"apiserverUp"`
-	MaxInflight       int            `json:"maxRequestsInflight"`
-	MaxMutating       int            `json:"maxMutatingRequestsInflight"`
-	Nodes             int            `json:"nodes"`
-	FillerPods        int            `json:"fillerPods"`
-	Services          int            `json:"services"`
-	StartupSeconds    float64        `json:"startupSeconds"`
-	// APIServerCPUs and APIServerMemoryLimit are kube-apiserver's cgroup limits (0: none).
+	// APIServerUp says the API answers /readyz through Server (some replica is ready).
+	APIServerUp    bool    `json:"apiserverUp"`
+	MaxInflight    int     `json:"maxRequestsInflight"`
+	MaxMutating    int     `json:"maxMutatingRequestsInflight"`
+	Nodes          int     `json:"nodes"`
+	FillerPods     int     `json:"fillerPods"`
+	Services       int     `json:"services"`
+	StartupSeconds float64 `json:"startupSeconds"`
+	// APIServerCPUs and APIServerMemoryLimit are each kube-apiserver replica's cgroup limits (0: none).
 	APIServerCPUs        float64 `json:"apiserverCPUs,omitempty"`
 	APIServerMemoryLimit int64   `json:"apiserverMemoryLimit,omitempty"`
+	// Replicas are the kube-apiserver processes, by index (the --replica of `ctl apiserver`).
+	Replicas []ReplicaStatus `json:"replicas"`
+	// Network is where the replicas live when there are several; nil with one.
+	Network *NetworkStatus `json:"network,omitempty"`
+}
+
+// ReplicaStatus is one kube-apiserver replica.
+type ReplicaStatus struct {
+	Index int    `json:"index"`
+	Name  string `json:"name"`
+	// Address is where the replica listens, as the default/kubernetes EndpointSlice lists it.
+	Address  string `json:"address"`
+	PID      int    `json:"pid"` // 0 when stopped
+	Restarts int    `json:"restarts"`
+	// Stopped is true after `ctl apiserver stop`, until `start`.
+	Stopped bool `json:"stopped"`
+	// Up says the replica itself answers /readyz ok now.
+	Up bool `json:"up"`
+	// Connections counts client connections the load balancer holds to it.
+	Connections int `json:"connections"`
+	// Namespace is the replica's network namespace as /proc/<pid>/ns/net links read it
+	// (net:[inode]) and Link the outer end of its veth pair; both empty with one replica.
+	Namespace string `json:"namespace,omitempty"`
+	Link      string `json:"link,omitempty"`
+}
+
+// NetworkStatus describes the replicas' network.
+type NetworkStatus struct {
+	// Subnet is the lab's /24; HostAddress the outer ends' address, the source of clients'
+	// packets to the replicas.
+	Subnet      string `json:"subnet"`
+	HostAddress string `json:"hostAddress"`
+}
+
+// Balancer lists the load balancer's connections.
+type Balancer struct {
+	Address     string               `json:"address"`
+	Connections []BalancedConnection `json:"connections"`
 }
 
 // Call sends one request to the lab running in dir and returns the response body.
@@ -71,23 +117,46 @@ func (l *lab) serveControl(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /apiserver/stop", func(w http.ResponseWriter, r *http.Request) {
-		l.apiserver.stop(componentGrace)
-		fmt.Fprintln(w, "apiserver stopped")
+		chosen, err := l.chosenReplicas(r.URL.Query().Get("replica"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, rep := range chosen {
+			rep.stopReplica(componentGrace)
+			fmt.Fprintf(w, "%s stopped\n", rep.name())
+		}
 	})
 	mux.HandleFunc("POST /apiserver/start", func(w http.ResponseWriter, r *http.Request) {
+		chosen, err := l.chosenReplicas(r.URL.Query().Get("replica"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		start := time.Now()
-		if err := l.apiserver.start(); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+		for _, rep := range chosen {
+			if err := rep.proc.start(); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 		}
-		if err := l.waitAPIServer(r.Context(), 2*time.Minute); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+		for _, rep := range chosen {
+			if err := rep.waitReady(r.Context(), 2*time.Minute); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintf(w, "%s ready in %.1fs\n", rep.name(), time.Since(start).Seconds())
 		}
-		fmt.Fprintf(w, "apiserver ready in %.1fs\n", time.Since(start).Seconds())
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, l.status(r.Context()))
+	})
+	mux.HandleFunc("GET /balancer", func(w http.ResponseWriter, r *http.Request) {
+		if l.balancer == nil {
+			http.Error(w, "this lab has one kube-apiserver and no load balancer (start it with --apiservers 3)", http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, Balancer{Address: l.server, Connections: l.balancer.connections()})
 	})
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, l.stats.Snapshot(r.URL.Query().Get("reset") == "true"))
@@ -108,4 +177,68 @@ func writeJSON(w http.ResponseWriter, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// chosenReplicas parses the replica query parameter: empty means every replica.
+func (l *lab) chosenReplicas(param string) ([]*apiserverReplica, error) {
+	if param == "" {
+		return l.replicas, nil
+	}
+	i, err := strconv.Atoi(param)
+	if err != nil || i < 0 || i >= len(l.replicas) {
+		return nil, fmt.Errorf("--replica %s: this lab has %d kube-apiserver replicas, numbered 0 to %d", param, len(l.replicas), len(l.replicas)-1)
+	}
+	return l.replicas[i : i+1], nil
+}
+
+func (l *lab) status(ctx context.Context) Status {
+	probeCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	body, err := l.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(probeCtx)
+	st := Status{
+		Server:        l.server,
+		Kubeconfig:    l.kubeconfig,
+		SupervisorPID: os.Getpid(),
+		ComponentPIDs: map[string]int{
+			"kube-controller-manager": l.controllerManager.pid(),
+			"kube-scheduler":          l.scheduler.pid(),
+		},
+		ComponentRestarts: map[string]int{
+			"kube-controller-manager": l.controllerManager.restartCount(),
+			"kube-scheduler":          l.scheduler.restartCount(),
+		},
+		APIServerUp:    err == nil && string(body) == "ok",
+		MaxInflight:    l.opts.MaxRequestsInflight,
+		MaxMutating:    l.opts.MaxMutatingRequestsInflight,
+		Nodes:          l.opts.Nodes,
+		FillerPods:     l.opts.Nodes * l.opts.PodsPerNode,
+		Services:       l.opts.Services,
+		StartupSeconds: l.startup.Seconds(),
+
+		APIServerCPUs:        l.opts.APIServerCPUs,
+		APIServerMemoryLimit: l.opts.APIServerMemoryLimit,
+		Replicas:             make([]ReplicaStatus, len(l.replicas)),
+	}
+	connections := map[int]int{}
+	if l.balancer != nil {
+		for _, c := range l.balancer.connections() {
+			connections[c.Replica]++
+		}
+		st.Network = &NetworkStatus{Subnet: l.network.subnet.String(), HostAddress: l.network.host.String()}
+	}
+	var wg sync.WaitGroup
+	for i, r := range l.replicas {
+		st.ComponentPIDs[r.name()] = r.proc.pid()
+		st.ComponentRestarts[r.name()] = r.proc.restartCount()
+		st.Replicas[i] = ReplicaStatus{
+			Index: i, Name: r.name(), Address: r.address, PID: r.proc.pid(), Restarts: r.proc.restartCount(),
+			Stopped: !r.proc.isWanted(), Connections: connections[i],
+		}
+		if l.network != nil {
+			st.Replicas[i].Namespace, st.Replicas[i].Link = l.network.inodes[i], l.network.links[i]
+		}
+		wg.Go(func() { st.Replicas[i].Up = r.answersReadyz(ctx) })
+	}
+	wg.Wait()
+	return st
 }

@@ -11,10 +11,21 @@
 // manager uses per-controller service-account credentials), so RBAC and API Priority and
 // Fairness classify traffic as in a production cluster.
 //
-// Loopback only. Everything listens on 127.0.0.1. Because EndpointSlice validation rejects
-// loopback addresses, the apiserver runs with --endpoint-reconciler-type=none and the lab keeps
-// no default/kubernetes EndpointSlice: clients discover the apiserver from the kubeconfig.
+// Network. With one apiserver (the default) everything listens on 127.0.0.1. Because
+// EndpointSlice validation rejects loopback addresses, the apiserver runs with
+// --endpoint-reconciler-type=none and the lab keeps no default/kubernetes EndpointSlice: clients
+// discover the apiserver from the kubeconfig.
+//
+// With --apiservers N > 1 the control plane looks like production's: N kube-apiserver
+// processes on the one etcd (reached over a unix socket), each with its own address, serving
+// certificate, hostname (so identity lease), /metrics, APF seats and, with limits, cgroup, and
+// the lab's TCP load balancer (balancer.go) on 127.0.0.1 in front of them as the kubeconfig's
+// server. Each replica lives in a network namespace of its own that the lab creates
+// (network.go), at an address the default/kubernetes EndpointSlice (which the lab writes) can
+// list, so no listener uses the machine's own addresses. Emulated pods then get a connection each, so that their
+// load spreads over the replicas as real pods' does.
 //
 // Control. The supervisor serves a small HTTP API on the unix socket <dir>/ctl.sock, used by
-// `bulkhead-lab ctl` (apiserver stop|start, status) and by benchmarks (emulator statistics).
+// `bulkhead-lab ctl` (apiserver stop|start [--replica I], status, balancer) and by benchmarks
+// (emulator statistics).
 package cluster

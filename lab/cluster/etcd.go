@@ -10,8 +10,10 @@ import (
 )
 
 // startEtcd runs etcd in this process. It keeps running while the apiserver is stopped and
-// started, which is what makes `ctl apiserver stop|start` keep every object.
-func startEtcd(dir string) (*embed.Etcd, string, error) {
+// started, which is what makes `ctl apiserver stop|start` keep every object. With a socket path
+// it also serves clients on that unix socket and returns its URL: replicas inside the lab's
+// network namespace cannot reach this process's 127.0.0.1, and a unix socket is no network.
+func startEtcd(dir, socket string) (*embed.Etcd, string, error) {
 	clientPort, err := reservePort(0)
 	if err != nil {
 		return nil, "", err
@@ -27,6 +29,15 @@ func startEtcd(dir string) (*embed.Etcd, string, error) {
 	cfg.Name = "lab"
 	cfg.Dir = filepath.Join(dir, "etcd")
 	cfg.ListenClientUrls = []url.URL{clientURL}
+	serverURL := clientURL
+	if socket != "" {
+		// Unix socket paths are limited to 107 bytes.
+		if len(socket) > 107 {
+			return nil, "", fmt.Errorf("etcd socket %s: path longer than 107 bytes; use a shorter --dir", socket)
+		}
+		serverURL = url.URL{Scheme: "unix", Path: socket}
+		cfg.ListenClientUrls = append(cfg.ListenClientUrls, serverURL)
+	}
 	cfg.AdvertiseClientUrls = []url.URL{clientURL}
 	cfg.ListenPeerUrls = []url.URL{peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{peerURL}
@@ -53,5 +64,5 @@ func startEtcd(dir string) (*embed.Etcd, string, error) {
 		e.Close()
 		return nil, "", fmt.Errorf("etcd not ready after 60s")
 	}
-	return e, clientURL.String(), nil
+	return e, serverURL.String(), nil
 }

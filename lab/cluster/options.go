@@ -18,16 +18,23 @@ type Options struct {
 	Services                    int
 	MaxRequestsInflight         int
 	MaxMutatingRequestsInflight int
-	// Port is the apiserver's secure port on 127.0.0.1; 0 picks a free one.
+	// Port is the kubeconfig's server port on 127.0.0.1 (the apiserver's own with one replica,
+	// the load balancer's with more); 0 picks a free one.
 	Port int
-	// APIServerMemoryLimit confines kube-apiserver to this many bytes, as a pod's limit would:
-	// past it the OOM killer ends it and the lab restarts it. 0 means no limit.
+	// APIServers is the number of kube-apiserver replicas. With more than one, each runs inside
+	// a network namespace the lab creates, behind the lab's load balancer (see network.go).
+	APIServers int
+	// APIServerMemoryLimit confines each kube-apiserver replica to this many bytes, as a pod's
+	// limit would: past it the OOM killer ends it and the lab restarts it. 0 means no limit.
 	APIServerMemoryLimit int64
-	// APIServerCPUs confines kube-apiserver to this many cores of CPU time, as a pod's CPU limit
-	// would (a CFS bandwidth quota): its capacity is then explicit, and it cannot take the cores
-	// the emulator and the other components need. 0 means no limit.
+	// APIServerCPUs confines each kube-apiserver replica to this many cores of CPU time, as a
+	// pod's CPU limit would (a CFS bandwidth quota): its capacity is then explicit, and it cannot
+	// take the cores the emulator and the other components need. 0 means no limit.
 	APIServerCPUs float64
 }
+
+// MaxAPIServers bounds --apiservers: each replica is a full kube-apiserver (hundreds of MiB).
+const MaxAPIServers = 9
 
 // DefaultOptions are the sizes `bulkhead-lab up` uses without flags.
 func DefaultOptions() Options {
@@ -38,6 +45,7 @@ func DefaultOptions() Options {
 		Services:                    50,
 		MaxRequestsInflight:         400,
 		MaxMutatingRequestsInflight: 200,
+		APIServers:                  1,
 	}
 }
 
@@ -70,6 +78,9 @@ func (o Options) Validate() error {
 	}
 	if o.Port < 0 || o.Port > 65535 {
 		errs = append(errs, fmt.Errorf("--port must be between 0 and 65535, got %d", o.Port))
+	}
+	if o.APIServers < 1 || o.APIServers > MaxAPIServers {
+		errs = append(errs, fmt.Errorf("--apiservers must be between 1 and %d, got %d", MaxAPIServers, o.APIServers))
 	}
 	if o.APIServerMemoryLimit < 0 || (o.APIServerMemoryLimit > 0 && o.APIServerMemoryLimit < 256<<20) {
 		errs = append(errs, fmt.Errorf("--apiserver-memory-limit must be 0 (none) or at least 256Mi, got %d bytes", o.APIServerMemoryLimit))

@@ -22,6 +22,8 @@ func TestValidateRejectsBadSizes(t *testing.T) {
 		{"port too large", func(o *Options) { o.Port = 70000 }, "--port must be between 0 and 65535"},
 		{"empty dir", func(o *Options) { o.Dir = "" }, "--dir must not be empty"},
 		{"negative cpus", func(o *Options) { o.APIServerCPUs = -1 }, "--apiserver-cpus must be 0 (none) or at least 0.1, got -1"},
+		{"no apiserver", func(o *Options) { o.APIServers = 0 }, "--apiservers must be between 1 and 9, got 0"},
+		{"too many apiservers", func(o *Options) { o.APIServers = 10 }, "--apiservers must be between 1 and 9, got 10"},
 		{"a sliver of a cpu", func(o *Options) { o.APIServerCPUs = 0.01 }, "--apiserver-cpus must be 0 (none) or at least 0.1, got 0.01"},
 	}
 	for _, tc := range cases {

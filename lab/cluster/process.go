@@ -18,8 +18,12 @@ type component struct {
 	args    []string
 	logPath string
 
-	// onStart, when set, runs right after each launch (the apiserver joins its limit cgroup).
+	// spawn, when set, starts the process through it (a replica is born inside the lab's
+	// namespaces); onStart runs right after each launch (an apiserver joins its limit cgroup and
+	// is probed for readiness); onExit runs when the process has exited, for whatever reason.
+	spawn   func(start func() error) error
 	onStart func(pid int) error
+	onExit  func()
 
 	mu         sync.Mutex
 	cmd        *exec.Cmd
@@ -79,7 +83,15 @@ func (c *component) launchLocked() error {
 	// Own process group: a terminal's Ctrl-C reaches only the supervisor, which stops children
 	// in order. Pdeathsig: children never outlive a supervisor that was killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if c.spawn != nil {
+		start = func() error { return c.spawn(cmd.Start) }
+	}
+	if err := start(); err != nil {
+		if cmd.Process != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
 		logFile.Close()
 		return fmt.Errorf("%s: start: %w", c.name, err)
 	}
@@ -97,6 +109,9 @@ func (c *component) launchLocked() error {
 		err := cmd.Wait()
 		logFile.Close()
 		close(exited)
+		if c.onExit != nil {
+			c.onExit()
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if c.cmd != cmd {
@@ -150,6 +165,13 @@ func (c *component) close(grace time.Duration) {
 	c.closing = true
 	c.mu.Unlock()
 	c.stop(grace)
+}
+
+// isWanted says whether the child should be running: started and not stopped since.
+func (c *component) isWanted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wanted
 }
 
 // restartCount is how often the child died unexpectedly and was restarted.

@@ -1,5 +1,6 @@
-// Package pki generates the lab's certificates at start-up: one CA, the kube-apiserver's serving
-// certificate, a client certificate per component identity, and the service-account signing key.
+// Package pki generates the lab's certificates at start-up: one CA, a serving certificate per
+// kube-apiserver replica, a client certificate per component identity, and the service-account
+// signing key.
 // Every component authenticates as it would in production, so RBAC and APF see real identities.
 package pki
 
@@ -32,21 +33,28 @@ type Files struct {
 	Key  string
 }
 
-// Bundle is everything generated into a directory.
-type Bundle struct {
-	Dir         string
-	CACert      string
-	CACertPEM   []byte
-	ServingCert string
-	ServingKey  string
-	SAPublic    string
-	SAPrivate   string
-	Clients     map[string]Files
+// Serving names a server certificate: its file stem and the addresses and names it is valid for.
+type Serving struct {
+	Name     string // file stem, e.g. "apiserver"
+	IPs      []net.IP
+	DNSNames []string
 }
 
-// Generate writes a fresh CA, serving certificate (for the given IPs and DNS names), service
-// account key pair and one client certificate per identity into dir.
-func Generate(dir string, servingIPs []net.IP, servingNames []string, identities []Identity) (*Bundle, error) {
+// Bundle is everything generated into a directory.
+type Bundle struct {
+	Dir       string
+	CACert    string
+	CACertPEM []byte
+	// Serving holds the server certificates by Serving.Name.
+	Serving   map[string]Files
+	SAPublic  string
+	SAPrivate string
+	Clients   map[string]Files
+}
+
+// Generate writes a fresh CA, one serving certificate per entry of serving, a service account
+// key pair and one client certificate per identity into dir.
+func Generate(dir string, serving []Serving, identities []Identity) (*Bundle, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki dir: %w", err)
 	}
@@ -72,24 +80,28 @@ func Generate(dir string, servingIPs []net.IP, servingNames []string, identities
 	if err != nil {
 		return nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
-	b := &Bundle{Dir: dir, Clients: map[string]Files{}}
+	b := &Bundle{Dir: dir, Serving: map[string]Files{}, Clients: map[string]Files{}}
 	b.CACertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
 	if b.CACert, err = write(dir, "ca.crt", b.CACertPEM); err != nil {
 		return nil, err
 	}
 
-	serving := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  servingIPs,
-		DNSNames:     servingNames,
-	}
-	if b.ServingCert, b.ServingKey, err = issue(dir, "apiserver", serving, caCert, caKey); err != nil {
-		return nil, err
+	for _, s := range serving {
+		template := &x509.Certificate{
+			SerialNumber: serial(),
+			Subject:      pkix.Name{CommonName: "kube-apiserver"},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			IPAddresses:  s.IPs,
+			DNSNames:     s.DNSNames,
+		}
+		cert, key, err := issue(dir, s.Name, template, caCert, caKey)
+		if err != nil {
+			return nil, err
+		}
+		b.Serving[s.Name] = Files{Cert: cert, Key: key}
 	}
 
 	for _, id := range identities {

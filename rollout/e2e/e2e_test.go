@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,15 +16,16 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 	"github.com/bulkhead-dev/bulkhead/internal/cli"
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 	"github.com/bulkhead-dev/bulkhead/rollout"
-	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/report"
+	"github.com/bulkhead-dev/bulkhead/rollout/soak"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -128,7 +130,9 @@ func TestApplyThenUpdateThroughTheCommandLine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}
-	for _, want := range []string{"(create): 12 eligible nodes, waves [3 12]; lane bulkhead-rollout-cli.agent holds 60 of 598 seats per API server (1 replicas)", "wave 1: 3 agents use", "— proceeding", "cli/agent: Complete"} {
+	for _, want := range []string{"(create): 12 eligible nodes, waves [3 12]; lane bulkhead-rollout-cli.agent holds 60 of 598 seats per API server (1 replicas)",
+		"budget: cpu: 0.500 cores (25% of the API servers' 2.0 cores, from GOMAXPROCS)", "baseline: the API servers use", "wave 1: 3 agents", "— proceeding",
+		"  cpu    measured", "  seats  measured", "cli/agent: Complete"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("apply output lacks %q", want)
 		}
@@ -149,10 +153,13 @@ func TestApplyThenUpdateThroughTheCommandLine(t *testing.T) {
 	}
 	r := readReport(t, strings.TrimSuffix(reportFile, ".html")+".json")
 	if r.Phase != "Complete" || r.Kind != "update" || len(r.Steps) != 3 || r.Steps[0].Label != "baseline" || r.Steps[2].Nodes != nodes ||
-		r.Steps[2].Predicted == nil || r.CapacitySeats != 598 || r.BudgetSeats != 59 {
+		r.Steps[2].Resources["cpu"].Predicted == nil || len(r.Budgets) != 3 {
 		t.Fatalf("report: %+v", r)
 	}
-	if page := string(must(os.ReadFile(reportFile))); !strings.Contains(page, "<svg") || !strings.Contains(page, r.Steps[1].Headline) {
+	if cpu, seats := r.Budgets[0], r.Budgets[2]; !cpu.Gated || cpu.Resource != "cpu" || cpu.Capacity <= 0 || seats.Capacity != 598 || seats.Share != 10 {
+		t.Fatalf("budgets: %+v, want CPU gated on the server's GOMAXPROCS and 10%% of its 598 seats", r.Budgets)
+	}
+	if page := string(must(os.ReadFile(reportFile))); !strings.Contains(page, "<svg") || !strings.Contains(page, html.EscapeString(r.Steps[1].Headline)) {
 		t.Fatalf("the HTML report lacks the chart or wave 1's decision")
 	}
 	ds, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
@@ -197,10 +204,13 @@ func TestAKilledRolloutResumesFromItsAnnotation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewScraper: %v", err)
 	}
-	opts := rollout.Options{Waves: "25%,100%", Soak: 8 * time.Second, BudgetPercent: 10, Interval: 2 * time.Second}
+	opts := rollout.Options{Waves: "25%,100%", Soak: 8 * time.Second}
 	// The first process dies in wave 1's soak: its context ends, nothing is paused or saved.
 	dying, die := context.WithCancel(ctx)
-	deps := rollout.Deps{Client: lab.Client, Scraper: scraper, Log: func(l string) { t.Log("first: " + l) }, Decisions: func(analyze.Decision) {}}
+	engine := &rollout.Engine{Client: lab.Client, Meter: &soak.Meter{Scraper: scraper, Interval: 2 * time.Second},
+		Log: func(_, _, l string) { t.Log("first: " + l) }}
+	go engine.Meter.Run(dying)
+	defer engine.Close()
 	go func() {
 		for dying.Err() == nil {
 			if _, st, err := execute.Load(ctx, lab.Client, ns, name); err == nil && st.Phase == state.Soaking {
@@ -210,7 +220,7 @@ func TestAKilledRolloutResumesFromItsAnnotation(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}()
-	if _, err := rollout.Apply(dying, deps, ds, opts); err == nil {
+	if _, err := rollout.Apply(dying, engine, ds, opts); err == nil {
 		t.Fatalf("the first process should have died mid-soak")
 	}
 	_, st, err := execute.Load(ctx, lab.Client, ns, name)
@@ -232,7 +242,7 @@ func TestAKilledRolloutResumesFromItsAnnotation(t *testing.T) {
 		t.Fatalf("resume: %v", err)
 	}
 	// The resumed process reports the whole rollout, from the annotation.
-	if r := readReport(t, reportFile); r.Phase != "Complete" || len(r.Steps) != 2 || r.Steps[0].Nodes != 3 || r.Steps[1].Nodes != nodes {
+	if r := readReport(t, reportFile); r.Phase != "Complete" || len(r.Steps) != 3 || r.Steps[1].Nodes != 3 || r.Steps[2].Nodes != nodes {
 		t.Fatalf("report after resume: %+v", r)
 	}
 	if !strings.Contains(out, "wave 1: 3 agents use") || !strings.Contains(out, "resume/agent: Complete") {
@@ -272,6 +282,9 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"waves not ending at 100%", []string{"rollout", "apply", "-f", good, "--waves", "1%,50%"}, "must end with 100%"},
 		{"budget zero", []string{"rollout", "apply", "-f", good, "--budget", "0%"}, "must be within (0, 100%]"},
 		{"budget over 100%", []string{"rollout", "apply", "-f", good, "--budget", "150%"}, "must be within (0, 100%]"},
+		{"budget of an unknown resource", []string{"rollout", "apply", "-f", good, "--budget", "cpu=20%,disk=5%"}, `unknown resource "disk"`},
+		{"memory that is not a quantity", []string{"rollout", "apply", "-f", good, "--apiserver-memory", "lots"}, `--apiserver-memory "lots": want a positive quantity`},
+		{"negative CPUs", []string{"rollout", "apply", "-f", good, "--apiserver-cpus", "-1"}, "--apiserver-cpus -1 must not be negative"},
 		{"no manifest", []string{"rollout", "apply"}, "-f: the DaemonSet manifest is required"},
 		{"report in a missing directory", []string{"rollout", "apply", "-f", good, "--report", filepath.Join(dir, "nope", "r.html")}, "does not exist"},
 		{"the default service account", []string{"rollout", "apply", "-f", defaultSA}, "default service account"},
@@ -356,7 +369,13 @@ func TestPauseAndAbortInterruptARunningSoak(t *testing.T) {
 		out, err := bulkhead(ctx, "rollout", "resume", name, "-n", ns, "--interval", "2s")
 		done <- result{out, err}
 	}()
-	time.Sleep(4 * time.Second) // the resumed soak is running
+	// The resume has taken: the state is no longer paused and its soak restarted.
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		_, st, err := execute.Load(ctx, lab.Client, ns, name)
+		return err == nil && !st.Paused && st.Phase == state.Soaking, nil
+	}); err != nil {
+		t.Fatalf("the resume did not take: %v", err)
+	}
 	started = time.Now()
 	if out, err := bulkhead(ctx, "rollout", "abort", name, "-n", ns); err != nil || !strings.Contains(out, "phase:   RollingBack") {
 		t.Fatalf("abort: %v\n%s", err, out)

@@ -74,6 +74,11 @@ func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
 	if len(switchedAtKill) < atKill.Targets[0] {
 		t.Fatalf("%d new pods at the kill, want at least wave 1's %d", len(switchedAtKill), atKill.Targets[0])
 	}
+	// The kill landed inside wave 2: the cluster had more nodes off the old version than the
+	// state recorded, which is what resume must count from the cluster and not repeat.
+	if touched := nodes - len(oldAtKill); touched <= atKill.Done {
+		t.Fatalf("at the kill %d nodes had left the old version and the state recorded %d: the kill did not land inside wave 2", touched, atKill.Done)
+	}
 
 	resume := exec.CommandContext(ctx, bin, "--kubeconfig", lab.Kubeconfig, "rollout", "resume", name, "-n", ns, "--interval", "2s")
 	out, err := resume.CombinedOutput()

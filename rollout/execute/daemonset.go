@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -85,6 +86,11 @@ func StartUpdate(ctx context.Context, client kubernetes.Interface, current *apps
 // since this process read it.
 var ErrStateChanged = errors.New("the rollout state changed under us")
 
+// ErrSuperseded means the DaemonSet's pod template is no longer the one the rollout rolls out:
+// a new one arrived (admission kept it held). The rollout must not act on a template it did
+// not measure.
+var ErrSuperseded = errors.New("a new pod template superseded the one rolled out")
+
 func sameState(a, b state.State) bool {
 	return a.ID == b.ID && a.Phase == b.Phase && a.Paused == b.Paused && a.Updated.Equal(b.Updated)
 }
@@ -94,6 +100,16 @@ func sameState(a, b state.State) bool {
 // (another bulkhead, or a human, moved the rollout on); status updates by the controller do not
 // count as a change.
 func SaveState(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, prev, next state.State) (*appsv1.DaemonSet, error) {
+	return Write(ctx, client, ds, &prev, next, nil)
+}
+
+// Write saves next in place of prev — nil when no rollout may be under way (no state, or a
+// terminal one) — and, in the same update, makes change to the DaemonSet (nil: none): a
+// rollout's first write, or its last one (the update strategy restored with its final state),
+// is all or nothing. It is a compare-and-swap on the state and on the object's
+// resourceVersion: a conflict re-reads and retries, a state that moved on fails with
+// ErrStateChanged and changes nothing. change may refuse (ErrSuperseded, for one).
+func Write(ctx context.Context, client kubernetes.Interface, ds *appsv1.DaemonSet, prev *state.State, next state.State, change func(*appsv1.DaemonSet) error) (*appsv1.DaemonSet, error) {
 	ann, err := state.Encode(next)
 	if err != nil {
 		return nil, err
@@ -108,23 +124,54 @@ func SaveState(ctx context.Context, client kubernetes.Interface, ds *appsv1.Daem
 		if err != nil {
 			return err
 		}
-		if !found || !sameState(have, prev) {
+		switch {
+		case prev == nil && found && !have.Terminal():
+			return fmt.Errorf("%w: rollout %s is under way (phase %s)", ErrStateChanged, have.ID, have.Phase)
+		case prev != nil && (!found || !sameState(have, *prev)):
 			return fmt.Errorf("%w (now %s, phase %s, updated %s)", ErrStateChanged, have.ID, have.Phase, have.Updated.Format(time.RFC3339))
 		}
-		// The resourceVersion makes the patch fail with a conflict, and retry, if anything
-		// changed since the read above.
-		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
-			"resourceVersion": cur.ResourceVersion, "annotations": ann}})
-		if err != nil {
-			return fmt.Errorf("encode state patch: %w", err)
+		if change == nil {
+			// The resourceVersion makes the patch fail with a conflict, and retry, if anything
+			// changed since the read above.
+			patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+				"resourceVersion": cur.ResourceVersion, "annotations": ann}})
+			if err != nil {
+				return fmt.Errorf("encode state patch: %w", err)
+			}
+			out, err = client.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+			return err
 		}
-		out, err = client.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: fieldManager})
+		next := cur.DeepCopy()
+		if err := change(next); err != nil {
+			return err
+		}
+		if next.Annotations == nil {
+			next.Annotations = map[string]string{}
+		}
+		maps.Copy(next.Annotations, ann)
+		out, err = client.AppsV1().DaemonSets(ds.Namespace).Update(ctx, next, metav1.UpdateOptions{FieldManager: fieldManager})
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("save rollout state on DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
 	}
 	return out, nil
+}
+
+// RequireRevision refuses, with ErrSuperseded, a DaemonSet whose template is not the one st
+// rolls out. States written before bulkhead recorded revisions pass.
+func RequireRevision(ds *appsv1.DaemonSet, st state.State) error {
+	if st.Revision == "" {
+		return nil
+	}
+	rev, err := TemplateRevision(ds.Spec.Template)
+	if err != nil {
+		return err
+	}
+	if rev != st.Revision {
+		return fmt.Errorf("DaemonSet %s/%s: %w (revision %s arrived; rollout %s rolls out %s)", ds.Namespace, ds.Name, ErrSuperseded, rev, st.ID, st.Revision)
+	}
+	return nil
 }
 
 func setState(ds *appsv1.DaemonSet, st state.State) error {

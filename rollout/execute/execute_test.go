@@ -126,3 +126,41 @@ func TestCheckServiceAccountRefusesTheDefaultAccount(t *testing.T) {
 		t.Fatalf("own service account: %v", err)
 	}
 }
+
+// StartUpdate marks the template after the rollout recorded its revision: the mark must not make
+// the live template look like a new one (RequireRevision would call every step superseded), and a
+// real change of the template must.
+func TestTemplateRevisionIgnoresOnlyBulkheadsOwnMarks(t *testing.T) {
+	user := corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "agent"}},
+		Spec: corev1.PodSpec{ServiceAccountName: "agent", Containers: []corev1.Container{{Name: "agent", Image: "agent:v2"}}}}
+	want, err := TemplateRevision(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := *user.DeepCopy()
+	marked.Annotations = map[string]string{GuardedPodAnnotation: "true"}
+	markedAndGated := *marked.DeepCopy()
+	markedAndGated.Spec = Gate(markedAndGated.Spec, NodeLabelKey("obs", "agent"))
+	annotated := *marked.DeepCopy()
+	annotated.Annotations["team"] = "obs"
+	changed := *user.DeepCopy()
+	changed.Spec.Containers[0].Image = "agent:v3"
+	for _, tt := range []struct {
+		name     string
+		template corev1.PodTemplateSpec
+		same     bool
+	}{
+		{"marked guarded", marked, true},
+		{"marked and gated", markedAndGated, true},
+		{"an annotation of the author's", annotated, false},
+		{"a new image", changed, false},
+	} {
+		got, err := TemplateRevision(tt.template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (got == want) != tt.same {
+			t.Errorf("%s: revision %s, the user's %s; same=%v, want %v", tt.name, got, want, got == want, tt.same)
+		}
+	}
+}

@@ -76,8 +76,40 @@ func EnsureLane(ctx context.Context, client kubernetes.Interface, lane state.Lan
 	return apf.NominalSeats(serverSeats, shares, others+int64(shares)), nil
 }
 
-// SqueezeLane turns the lane into a rejecting jail; a lane that is already gone stays gone.
+// EnsureObserveLane is an observed rollout's lane: a FlowSchema of the rollout's name that sends
+// the agents to the level they reach anyway (apf.LevelFor over every other schema but rollout
+// lanes), so that APF labels their requests with a schema of their own — which is all the
+// measurement needs — and nothing queues or limits them differently. It returns the lane, its
+// level the shared one.
+func EnsureObserveLane(ctx context.Context, client kubernetes.Interface, name, owner string, sa apf.Subject) (state.Lane, error) {
+	schemas, err := client.FlowcontrolV1().FlowSchemas().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return state.Lane{}, fmt.Errorf("read flow schemas to find the agents' level: %w", err)
+	}
+	level, _, err := apf.LevelFor(schemas.Items, sa, func(fs *flowcontrolv1.FlowSchema) bool {
+		return fs.Name == name || fs.Labels[apf.PurposeLabel] == string(apf.PurposeRolloutLane)
+	})
+	if err != nil {
+		return state.Lane{}, fmt.Errorf("observe lane: %w", err)
+	}
+	lane := state.Lane{FlowSchema: name, PriorityLevel: level, Shared: true}
+	fs, err := apf.FlowSchema(apf.SchemaSpec{Name: name, Level: level, Precedence: apf.PrecedenceRolloutLane, Subjects: []apf.Subject{sa}},
+		apf.Ownership{Purpose: apf.PurposeRolloutLane, Owner: owner})
+	if err != nil {
+		return state.Lane{}, fmt.Errorf("observe lane: %w", err)
+	}
+	if _, err := apf.ApplyFlowSchema(ctx, client.FlowcontrolV1(), fs); err != nil {
+		return state.Lane{}, err
+	}
+	return lane, nil
+}
+
+// SqueezeLane turns the lane into a rejecting jail; a lane that is already gone stays gone, and
+// a shared level (observe mode, which never rolls back) is never squeezed.
 func SqueezeLane(ctx context.Context, client kubernetes.Interface, lane state.Lane, owner string) error {
+	if lane.Shared {
+		return nil
+	}
 	pl, err := SqueezedLane(lane, owner)
 	if err != nil {
 		return err
@@ -95,9 +127,9 @@ func SqueezeLane(ctx context.Context, client kubernetes.Interface, lane state.La
 }
 
 // DeleteLane removes the FlowSchema first (requests fall back to their usual schema), then
-// the level.
+// the level, unless the lane shares it (observe mode).
 func DeleteLane(ctx context.Context, client kubernetes.Interface, lane state.Lane) error {
-	if err := apf.DeleteFlowSchema(ctx, client.FlowcontrolV1(), lane.FlowSchema); err != nil {
+	if err := apf.DeleteFlowSchema(ctx, client.FlowcontrolV1(), lane.FlowSchema); err != nil || lane.Shared {
 		return err
 	}
 	return apf.DeletePriorityLevel(ctx, client.FlowcontrolV1(), lane.PriorityLevel)

@@ -11,8 +11,8 @@ import (
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
-// maxNameLength is the API's limit for FlowSchema and PriorityLevelConfiguration names (a
-// DNS subdomain).
+// maxNameLength is the API's limit for FlowSchema, PriorityLevelConfiguration and PodTemplate
+// names (a DNS subdomain).
 const maxNameLength = 253
 
 // LaneNames names a DaemonSet's lane "bulkhead-rollout-<namespace>.<name>"; a name that would
@@ -29,7 +29,7 @@ func LaneNames(namespace, name string) state.Lane {
 // rollout. Label names are at most 63 characters, so the DaemonSet is named by a hash; the
 // label's value says which wave admitted the node.
 func NodeLabelKey(namespace, name string) string {
-	return fmt.Sprintf("rollout.bulkhead.dev/gate-%08x", identityHash(namespace, name))
+	return fmt.Sprintf("%s%08x", gateKeyPrefix, identityHash(namespace, name))
 }
 
 // Identity is the string wave order is hashed with.

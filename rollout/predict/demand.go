@@ -6,72 +6,74 @@ import (
 )
 
 // Sample is what the rollout's lane did between two scrapes of the API servers, summed over
-// replicas. Every field maps onto a flow-schema-labelled APF metric of the lane:
-// apiserver_flowcontrol_dispatched_requests_total, ..._rejected_requests_total (all reasons),
-// the execution seat-seconds (..._request_execution_seconds × ..._work_estimated_seats, or the
-// seat-utilisation integrator) and ..._current_inqueue_requests at both ends.
+// replicas, in terms of one resource: its requests (APF's flow-schema-labelled dispatched and
+// rejected counters and in-queue gauges, exact for the lane) and how much of the resource they
+// used (seats, cores or bytes; the checks say how each is read).
 type Sample struct {
 	// End is when the interval ended, measured from the start of the wave (the moment its
 	// pods were created); Span is its length.
 	End, Span time.Duration
 	// DispatchedPerSec and RejectedPerSec are request rates over the interval.
 	DispatchedPerSec, RejectedPerSec float64
-	// ExecutingSeats is the mean number of seats the lane's requests occupied (seat-seconds
-	// executed per second).
-	ExecutingSeats float64
+	// Used is how much of the resource the lane's executing requests held on average over
+	// the interval: seat-seconds per second, CPU cores, bytes.
+	Used float64
 	// QueuedAtStart and QueuedAtEnd are requests waiting in the lane's queues.
 	QueuedAtStart, QueuedAtEnd float64
 }
 
-// Demand is the lane's seat demand in one interval: what the agents would have used had the
-// lane not held them back.
+// Demand is the lane's demand for a resource in one interval: what the agents would have used
+// had the lane not held them back.
 type Demand struct {
-	Seats float64
-	// Throttled is set when the lane queued more or rejected: Seats then exceeds what executed.
+	Value float64
+	// Throttled is set when the lane queued more or rejected: Value then exceeds what executed.
 	Throttled bool
 	// LowerBound is set when nothing was dispatched, so the cost of a request is unknown and
-	// Seats only counts what executed.
+	// Value only counts what executed.
 	LowerBound bool
 }
 
-// DemandOf converts a sample into seats demanded. Executed seat-seconds per dispatched request
-// give the cost of one request; arrivals are dispatched + rejected + queue growth, so
+// DemandOf converts a sample into the resource demanded. What was used per dispatched request
+// is the cost of one request; arrivals are dispatched + rejected + queue growth, so
 //
-//	demand = (dispatched/s + rejected/s + Δqueued/span) × executingSeats / dispatched/s
+//	demand = (dispatched/s + rejected/s + Δqueued/span) × used / dispatched/s
 //
-// which is executing + rejected + queued, each priced as a request that executed. A lane that
-// throttles its agents therefore still reports their true appetite, never the throttled usage.
-// fallbackSeatSecondsPerRequest prices requests when none were dispatched in the interval
-// (pass 0 when unknown).
-func DemandOf(s Sample, fallbackSeatSecondsPerRequest float64) Demand {
+// which is what executed plus the rejected and queued requests, each priced as one that
+// executed. A lane that throttles its agents therefore still reports their true appetite,
+// never the throttled usage. When nothing was dispatched in the interval, held-back requests
+// are priced at fallbackPerRequest (pass 0 when unknown: the demand is then only a lower
+// bound), and an interval in which nothing arrived keeps what was used (requests dispatched
+// earlier, still executing).
+func DemandOf(s Sample, fallbackPerRequest float64) Demand {
 	growth := 0.0
 	if s.Span > 0 {
 		growth = (s.QueuedAtEnd - s.QueuedAtStart) / s.Span.Seconds()
 	}
-	throttled := s.RejectedPerSec > 0 || growth > 0
-	perRequest := fallbackSeatSecondsPerRequest
-	if s.DispatchedPerSec > 0 {
-		perRequest = s.ExecutingSeats / s.DispatchedPerSec
+	// A draining queue (negative growth) means earlier arrivals are executing now: the use
+	// already counts them, so it must not lower the demand.
+	heldBack := s.RejectedPerSec + math.Max(growth, 0)
+	throttled := heldBack > 0
+	switch {
+	case s.DispatchedPerSec > 0:
+		return Demand{Value: (s.DispatchedPerSec + heldBack) * s.Used / s.DispatchedPerSec, Throttled: throttled}
+	case !throttled:
+		return Demand{Value: s.Used}
+	case fallbackPerRequest > 0:
+		return Demand{Value: heldBack * fallbackPerRequest, Throttled: true}
 	}
-	if perRequest <= 0 {
-		return Demand{Seats: s.ExecutingSeats, Throttled: throttled, LowerBound: throttled}
-	}
-	// A draining queue (negative growth) means earlier arrivals are executing now: the
-	// executing seats already count them, so it must not lower the demand.
-	arrivals := s.DispatchedPerSec + s.RejectedPerSec + math.Max(growth, 0)
-	return Demand{Seats: arrivals * perRequest, Throttled: throttled}
+	return Demand{Value: s.Used, Throttled: true, LowerBound: true}
 }
 
-// seatSecondsPerRequest is the lane's mean request cost over samples, the price for intervals
-// where nothing was dispatched.
-func seatSecondsPerRequest(samples []Sample) float64 {
-	var seatSeconds, requests float64
+// PerRequest is the lane's mean request cost over samples (resource-seconds per request), the
+// price for intervals where nothing was dispatched.
+func PerRequest(samples []Sample) float64 {
+	var used, requests float64
 	for _, s := range samples {
-		seatSeconds += s.ExecutingSeats * s.Span.Seconds()
+		used += s.Used * s.Span.Seconds()
 		requests += s.DispatchedPerSec * s.Span.Seconds()
 	}
 	if requests == 0 {
 		return 0
 	}
-	return seatSeconds / requests
+	return used / requests
 }

@@ -6,16 +6,16 @@ import (
 	"math"
 )
 
-// Point is one wave's steady lane demand with the agents that produced it.
+// Point is one wave's steady lane demand for a resource with the agents that produced it.
 type Point struct {
 	Old, New int      // agents of the old and the new version running in the steady window
-	Seats    Estimate // steady demand (Measurement.Steady)
+	Demand   Estimate // steady demand (Measurement.Steady)
 }
 
-// Cost is the fitted per-agent steady seat demand of each version.
+// Cost is the fitted per-agent steady demand of each version, in the resource's unit.
 type Cost struct {
 	OldPerAgent, NewPerAgent float64
-	// Variances and covariance of the two estimates (seats²).
+	// Variances and covariance of the two estimates (unit²).
 	VarOld, VarNew, CovOldNew float64
 	// HasOld is false for a new DaemonSet: no point has old agents, and OldPerAgent is 0.
 	HasOld bool
@@ -34,11 +34,11 @@ func FitCost(points []Point) (Cost, error) {
 	var soo, snn, son, soy, sny float64
 	hasOld, hasNew := false, false
 	for _, p := range points {
-		if p.Seats.SE <= 0 || math.IsInf(p.Seats.SE, 0) || math.IsNaN(p.Seats.Mean) {
+		if p.Demand.SE <= 0 || math.IsInf(p.Demand.SE, 0) || math.IsNaN(p.Demand.Mean) {
 			continue // a point without a usable error carries no weight
 		}
-		w := 1 / (p.Seats.SE * p.Seats.SE)
-		o, n, y := float64(p.Old), float64(p.New), p.Seats.Mean
+		w := 1 / (p.Demand.SE * p.Demand.SE)
+		o, n, y := float64(p.Old), float64(p.New), p.Demand.Mean
 		soo += w * o * o
 		snn += w * n * n
 		son += w * o * n
@@ -81,10 +81,10 @@ func misfit(points []Point, c Cost, params int) float64 {
 	var chi2 float64
 	used := 0
 	for _, p := range points {
-		if p.Seats.SE <= 0 || math.IsInf(p.Seats.SE, 0) || math.IsNaN(p.Seats.Mean) {
+		if p.Demand.SE <= 0 || math.IsInf(p.Demand.SE, 0) || math.IsNaN(p.Demand.Mean) {
 			continue
 		}
-		r := (p.Seats.Mean - c.Demand(p.Old, p.New)) / p.Seats.SE
+		r := (p.Demand.Mean - c.Demand(p.Old, p.New)) / p.Demand.SE
 		chi2 += r * r
 		used++
 	}
@@ -105,10 +105,10 @@ func (c Cost) demandSE(old, new int) float64 {
 	return math.Sqrt(math.Max(0, o*o*c.VarOld+n*n*c.VarNew+2*o*n*c.CovOldNew))
 }
 
-// Prediction is the steady seat demand of the whole fleet running the new version.
+// Prediction is the steady demand of the whole fleet running the new version.
 type Prediction struct {
 	Agents int
-	Seats  Estimate
+	Total  Estimate
 	// PerAgent is the new version's steady cost per agent.
 	PerAgent Estimate
 }
@@ -122,7 +122,7 @@ func (c Cost) Predict(agents int) Prediction {
 	perAgent := Estimate{Mean: c.NewPerAgent, SE: math.Sqrt(c.VarNew)}
 	return Prediction{
 		Agents:   agents,
-		Seats:    Estimate{Mean: c.Demand(0, agents), SE: c.demandSE(0, agents)},
+		Total:    Estimate{Mean: c.Demand(0, agents), SE: c.demandSE(0, agents)},
 		PerAgent: perAgent,
 	}
 }
@@ -151,4 +151,15 @@ func (c Cost) MaxNextWave(old, new int, burstPeakPerAgent, budget float64, remai
 		return remaining
 	}
 	return int(math.Floor(room / perSwitched))
+}
+
+// maxUtilization caps the utilisation Slowdown takes: at 95% it is 20×, and past it a server is
+// overloaded whatever the exact figure.
+const maxUtilization = 0.95
+
+// Slowdown is how much longer a request takes on a server whose CPU is busy a fraction
+// utilization of the time than on an idle one, in a processor-sharing model: 1/(1 − ρ), capped
+// at 20×. Seat-seconds and requests in flight scale with it; CPU per request does not.
+func Slowdown(utilization float64) float64 {
+	return 1 / (1 - math.Min(math.Max(utilization, 0), maxUtilization))
 }

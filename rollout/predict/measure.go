@@ -7,8 +7,9 @@ import (
 
 // Estimate is a mean with its standard error.
 type Estimate struct {
-	Mean, SE float64
-	Samples  int
+	Mean    float64 `json:"mean"`
+	SE      float64 `json:"se"`
+	Samples int     `json:"samples,omitempty"`
 }
 
 // Low and High bound the 95% interval (normal approximation), never below zero.
@@ -17,23 +18,22 @@ func (e Estimate) High() float64 { return e.Mean + z95*e.SE }
 
 const z95 = 1.96
 
-// minRelativeSE and minAbsoluteSE floor every standard error: scrape intervals seen by the
-// client and the server differ by tens of milliseconds, so a rate is never known to better than
-// a few percent, however flat the series looks.
-const (
-	minRelativeSE = 0.02
-	minAbsoluteSE = 0.005
-)
+// minRelativeSE floors every standard error: scrape intervals seen by the client and the server
+// differ by tens of milliseconds, so a rate is never known to better than a few percent, however
+// flat the series looks. Each resource adds its own absolute floor, its resolution.
+const minRelativeSE = 0.02
 
-// Measurement is one wave's lane demand, split into the start-up burst and the steady state.
+// Measurement is one wave's lane demand for a resource, split into the start-up burst and the
+// steady state.
 type Measurement struct {
-	// Steady is the lane's mean seat demand once every agent of the wave is Ready and settled.
+	// Steady is the lane's mean demand once every agent of the wave is Ready and settled.
 	Steady Estimate
 	// BurstPeakPerAgent is the worst interval's demand above Steady during start-up, per agent
-	// started (seats averaged over one scrape interval).
+	// started (averaged over one scrape interval).
 	BurstPeakPerAgent float64
-	// BurstSeatSecondsPerAgent is the extra work each started agent cost before settling.
-	BurstSeatSecondsPerAgent float64
+	// BurstExtraPerAgent is the extra use (resource-seconds) each started agent cost before
+	// settling.
+	BurstExtraPerAgent float64
 	// Throttled: the lane queued or rejected the agents in some interval (demand counts it).
 	Throttled bool
 	// LowerBound: in some interval nothing was dispatched, so demand is only known from below.
@@ -41,23 +41,25 @@ type Measurement struct {
 }
 
 // Measure splits samples at steadyFrom: intervals that begin at or after it are steady state,
-// earlier ones are the start-up burst of the started agents.
-func Measure(samples []Sample, steadyFrom time.Duration, started int) Measurement {
-	price := seatSecondsPerRequest(samples)
+// earlier ones are the start-up burst of the started agents. resolution is the smallest
+// difference the resource's readings can tell apart (0.005 seats, a millicore): no standard
+// error is smaller.
+func Measure(samples []Sample, steadyFrom time.Duration, started int, resolution float64) Measurement {
+	price := PerRequest(samples)
 	var m Measurement
 	var steady, burst []weighted
 	for _, s := range samples {
 		d := DemandOf(s, price)
 		m.Throttled = m.Throttled || d.Throttled
 		m.LowerBound = m.LowerBound || d.LowerBound
-		w := weighted{value: d.Seats, weight: s.Span.Seconds()}
+		w := weighted{value: d.Value, weight: s.Span.Seconds()}
 		if s.End-s.Span >= steadyFrom {
 			steady = append(steady, w)
 		} else {
 			burst = append(burst, w)
 		}
 	}
-	m.Steady = estimate(steady)
+	m.Steady = estimate(steady, resolution)
 	if started > 0 && m.Steady.Samples > 0 {
 		var peak, extra float64
 		for _, b := range burst {
@@ -66,7 +68,7 @@ func Measure(samples []Sample, steadyFrom time.Duration, started int) Measuremen
 			extra += math.Max(0, excess) * b.weight
 		}
 		m.BurstPeakPerAgent = peak / float64(started)
-		m.BurstSeatSecondsPerAgent = extra / float64(started)
+		m.BurstExtraPerAgent = extra / float64(started)
 	}
 	return m
 }
@@ -78,7 +80,7 @@ type weighted struct{ value, weight float64 }
 // error. Intervals of a periodic agent are not independent — a 5 s scrape of an agent that lists
 // every 10 s alternates between one list and none — and batches long enough to hold whole
 // periods average that out where single intervals would exaggerate the noise.
-func estimate(xs []weighted) Estimate {
+func estimate(xs []weighted, resolution float64) Estimate {
 	var sumW, sumWX float64
 	for _, x := range xs {
 		sumW += x.weight
@@ -102,7 +104,7 @@ func estimate(xs []weighted) Estimate {
 		// handful of batches, the normal one is too narrow.
 		se = math.Sqrt(variance/float64(k)) * t975(k-1) / z95
 	}
-	return Estimate{Mean: mean, SE: floorSE(mean, se), Samples: n}
+	return Estimate{Mean: mean, SE: math.Max(se, math.Max(resolution, minRelativeSE*math.Abs(mean))), Samples: n}
 }
 
 // batch groups consecutive intervals into batches of size (the last batch takes the rest),
@@ -129,10 +131,6 @@ func batch(xs []weighted, size int) []weighted {
 		}
 	}
 	return out
-}
-
-func floorSE(mean, se float64) float64 {
-	return math.Max(se, math.Max(minAbsoluteSE, minRelativeSE*math.Abs(mean)))
 }
 
 // t975 is the 97.5% quantile of Student's t with df degrees of freedom: exact table values up

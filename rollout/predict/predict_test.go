@@ -18,29 +18,32 @@ func TestDemandCountsWhatTheLaneHeldBack(t *testing.T) {
 		want   Demand
 	}{
 		{"unthrottled: demand is what executed",
-			Sample{Span: 10 * time.Second, DispatchedPerSec: 10, ExecutingSeats: 1.8}, 0,
-			Demand{Seats: 1.8}},
+			Sample{Span: 10 * time.Second, DispatchedPerSec: 10, Used: 1.8}, 0,
+			Demand{Value: 1.8}},
 		{"rejections priced like dispatched requests",
-			Sample{Span: 10 * time.Second, DispatchedPerSec: 10, RejectedPerSec: 10, ExecutingSeats: 3}, 0,
-			Demand{Seats: 6, Throttled: true}},
+			Sample{Span: 10 * time.Second, DispatchedPerSec: 10, RejectedPerSec: 10, Used: 3}, 0,
+			Demand{Value: 6, Throttled: true}},
 		{"a growing queue is unserved demand",
-			Sample{Span: 10 * time.Second, DispatchedPerSec: 10, ExecutingSeats: 3, QueuedAtStart: 0, QueuedAtEnd: 50}, 0,
-			Demand{Seats: 4.5, Throttled: true}},
+			Sample{Span: 10 * time.Second, DispatchedPerSec: 10, Used: 3, QueuedAtStart: 0, QueuedAtEnd: 50}, 0,
+			Demand{Value: 4.5, Throttled: true}},
 		{"a draining queue does not lower demand below what executed",
-			Sample{Span: 10 * time.Second, DispatchedPerSec: 10, ExecutingSeats: 3, QueuedAtStart: 50, QueuedAtEnd: 0}, 0,
-			Demand{Seats: 3}},
+			Sample{Span: 10 * time.Second, DispatchedPerSec: 10, Used: 3, QueuedAtStart: 50, QueuedAtEnd: 0}, 0,
+			Demand{Value: 3}},
 		{"jammed lane priced from the rest of the wave",
-			Sample{Span: 10 * time.Second, RejectedPerSec: 20, ExecutingSeats: 3}, 0.3,
-			Demand{Seats: 6, Throttled: true}},
+			Sample{Span: 10 * time.Second, RejectedPerSec: 20, Used: 3}, 0.3,
+			Demand{Value: 6, Throttled: true}},
 		{"jammed lane with no price is only a lower bound",
-			Sample{Span: 10 * time.Second, RejectedPerSec: 20, ExecutingSeats: 3}, 0,
-			Demand{Seats: 3, Throttled: true, LowerBound: true}},
+			Sample{Span: 10 * time.Second, RejectedPerSec: 20, Used: 3}, 0,
+			Demand{Value: 3, Throttled: true, LowerBound: true}},
 		{"idle lane", Sample{Span: 10 * time.Second}, 0, Demand{}},
+		{"requests dispatched earlier still use what they use",
+			Sample{Span: 10 * time.Second, Used: 0.5}, 0.3,
+			Demand{Value: 0.5}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := DemandOf(tt.sample, tt.price)
-			if !near(got.Seats, tt.want.Seats, 1e-9) || got.Throttled != tt.want.Throttled || got.LowerBound != tt.want.LowerBound {
+			if !near(got.Value, tt.want.Value, 1e-9) || got.Throttled != tt.want.Throttled || got.LowerBound != tt.want.LowerBound {
 				t.Fatalf("DemandOf = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -56,21 +59,21 @@ func series(total, burstEnd time.Duration, burst, steady float64) []Sample {
 		if end <= burstEnd {
 			seats = burst
 		}
-		out = append(out, Sample{End: end, Span: 5 * time.Second, DispatchedPerSec: seats / 0.1, ExecutingSeats: seats})
+		out = append(out, Sample{End: end, Span: 5 * time.Second, DispatchedPerSec: seats / 0.1, Used: seats})
 	}
 	return out
 }
 
 func TestMeasureSeparatesTheStartUpBurstFromSteadyState(t *testing.T) {
-	m := Measure(series(60*time.Second, 10*time.Second, 5.8, 1.8), 10*time.Second, 2)
+	m := Measure(series(60*time.Second, 10*time.Second, 5.8, 1.8), 10*time.Second, 2, 0.005)
 	if !near(m.Steady.Mean, 1.8, 1e-9) || m.Steady.Samples != 10 {
 		t.Fatalf("steady = %+v, want mean 1.8 over 10 samples", m.Steady)
 	}
 	if !near(m.Steady.SE, 0.036, 1e-9) {
 		t.Fatalf("a flat series has SE %v; want the 2%% measurement floor 0.036", m.Steady.SE)
 	}
-	if !near(m.BurstPeakPerAgent, 2, 1e-9) || !near(m.BurstSeatSecondsPerAgent, 20, 1e-9) {
-		t.Fatalf("burst = %v seats peak, %v seat-seconds per agent; want 2 and 20", m.BurstPeakPerAgent, m.BurstSeatSecondsPerAgent)
+	if !near(m.BurstPeakPerAgent, 2, 1e-9) || !near(m.BurstExtraPerAgent, 20, 1e-9) {
+		t.Fatalf("burst = %v seats peak, %v seat-seconds per agent; want 2 and 20", m.BurstPeakPerAgent, m.BurstExtraPerAgent)
 	}
 	if m.Throttled || m.LowerBound {
 		t.Fatalf("nothing was throttled: %+v", m)
@@ -78,19 +81,19 @@ func TestMeasureSeparatesTheStartUpBurstFromSteadyState(t *testing.T) {
 }
 
 func TestMeasureWithOneSteadySampleHasNoFiniteError(t *testing.T) {
-	m := Measure(series(15*time.Second, 10*time.Second, 5, 1), 10*time.Second, 1)
+	m := Measure(series(15*time.Second, 10*time.Second, 5, 1), 10*time.Second, 1, 0.005)
 	if m.Steady.Samples != 1 || !math.IsInf(m.Steady.SE, 1) {
 		t.Fatalf("steady = %+v, want one sample with infinite SE", m.Steady)
 	}
 }
 
 func TestFitCostForANewDaemonSet(t *testing.T) {
-	cost, err := FitCost([]Point{{New: 2, Seats: Estimate{Mean: 1.8, SE: 0.05}}})
+	cost, err := FitCost([]Point{{New: 2, Demand: Estimate{Mean: 1.8, SE: 0.05}}})
 	if err != nil {
 		t.Fatalf("FitCost: %v", err)
 	}
 	p := cost.Predict(200)
-	if !near(p.Seats.Mean, 180, 1e-9) || !near(p.Seats.SE, 5, 1e-9) || !near(p.PerAgent.Mean, 0.9, 1e-9) {
+	if !near(p.Total.Mean, 180, 1e-9) || !near(p.Total.SE, 5, 1e-9) || !near(p.PerAgent.Mean, 0.9, 1e-9) {
 		t.Fatalf("prediction = %+v, want 180 ± 5 seats, 0.9 per agent", p)
 	}
 	if cost.HasOld {
@@ -101,9 +104,9 @@ func TestFitCostForANewDaemonSet(t *testing.T) {
 func TestFitCostSeparatesOldFromNewAcrossWaves(t *testing.T) {
 	// 200 nodes; old agents cost 0.1 seats, new ones 1.0.
 	points := []Point{
-		{Old: 200, New: 0, Seats: Estimate{Mean: 20, SE: 0.4}},
-		{Old: 198, New: 2, Seats: Estimate{Mean: 21.8, SE: 0.4}},
-		{Old: 190, New: 10, Seats: Estimate{Mean: 29, SE: 0.6}},
+		{Old: 200, New: 0, Demand: Estimate{Mean: 20, SE: 0.4}},
+		{Old: 198, New: 2, Demand: Estimate{Mean: 21.8, SE: 0.4}},
+		{Old: 190, New: 10, Demand: Estimate{Mean: 29, SE: 0.6}},
 	}
 	cost, err := FitCost(points)
 	if err != nil {
@@ -112,24 +115,24 @@ func TestFitCostSeparatesOldFromNewAcrossWaves(t *testing.T) {
 	if !near(cost.OldPerAgent, 0.1, 1e-6) || !near(cost.NewPerAgent, 1.0, 1e-6) {
 		t.Fatalf("cost = old %v new %v per agent, want 0.1 and 1.0", cost.OldPerAgent, cost.NewPerAgent)
 	}
-	if p := cost.Predict(200); !near(p.Seats.Mean, 200, 1e-4) {
-		t.Fatalf("fleet prediction %v, want 200", p.Seats.Mean)
+	if p := cost.Predict(200); !near(p.Total.Mean, 200, 1e-4) {
+		t.Fatalf("fleet prediction %v, want 200", p.Total.Mean)
 	}
 }
 
 func TestFitCostNeedsABaselineToSeparateVersions(t *testing.T) {
-	_, err := FitCost([]Point{{Old: 198, New: 2, Seats: Estimate{Mean: 21.8, SE: 0.4}}})
+	_, err := FitCost([]Point{{Old: 198, New: 2, Demand: Estimate{Mean: 21.8, SE: 0.4}}})
 	if !errors.Is(err, ErrCannotSeparate) {
 		t.Fatalf("error = %v, want ErrCannotSeparate", err)
 	}
-	if _, err := FitCost([]Point{{Old: 200, Seats: Estimate{Mean: 20, SE: 0.4}}}); err == nil {
+	if _, err := FitCost([]Point{{Old: 200, Demand: Estimate{Mean: 20, SE: 0.4}}}); err == nil {
 		t.Fatalf("a baseline alone says nothing about the new version; want an error")
 	}
 }
 
 func TestFitCostWidensTheIntervalWhenWavesDisagree(t *testing.T) {
-	consistent := []Point{{New: 2, Seats: Estimate{Mean: 2, SE: 0.1}}, {New: 10, Seats: Estimate{Mean: 10, SE: 0.1}}}
-	disagreeing := []Point{{New: 2, Seats: Estimate{Mean: 2, SE: 0.1}}, {New: 10, Seats: Estimate{Mean: 20, SE: 0.1}}}
+	consistent := []Point{{New: 2, Demand: Estimate{Mean: 2, SE: 0.1}}, {New: 10, Demand: Estimate{Mean: 10, SE: 0.1}}}
+	disagreeing := []Point{{New: 2, Demand: Estimate{Mean: 2, SE: 0.1}}, {New: 10, Demand: Estimate{Mean: 20, SE: 0.1}}}
 	a, err := FitCost(consistent)
 	if err != nil {
 		t.Fatalf("FitCost: %v", err)
@@ -156,14 +159,14 @@ func TestPredictionIntervalCoversTheTruthForANoisyAgent(t *testing.T) {
 			for range 2 {
 				seats += 0.9 * (1 + 0.3*rng.NormFloat64())
 			}
-			samples = append(samples, Sample{End: time.Duration(i) * 5 * time.Second, Span: 5 * time.Second, DispatchedPerSec: seats * 10, ExecutingSeats: seats})
+			samples = append(samples, Sample{End: time.Duration(i) * 5 * time.Second, Span: 5 * time.Second, DispatchedPerSec: seats * 10, Used: seats})
 		}
-		m := Measure(samples, 0, 0)
-		cost, err := FitCost([]Point{{New: 2, Seats: m.Steady}})
+		m := Measure(samples, 0, 0, 0.005)
+		cost, err := FitCost([]Point{{New: 2, Demand: m.Steady}})
 		if err != nil {
 			t.Fatalf("FitCost: %v", err)
 		}
-		if p := cost.Predict(200).Seats; p.Low() <= 180 && 180 <= p.High() {
+		if p := cost.Predict(200).Total; p.Low() <= 180 && 180 <= p.High() {
 			covered++
 		}
 	}
@@ -219,9 +222,9 @@ func TestAPeriodicAgentIsNotMistakenForANoisyOne(t *testing.T) {
 		if i%2 == 0 {
 			seats = 2
 		}
-		samples = append(samples, Sample{End: time.Duration(i) * 5 * time.Second, Span: 5 * time.Second, DispatchedPerSec: seats * 10, ExecutingSeats: seats})
+		samples = append(samples, Sample{End: time.Duration(i) * 5 * time.Second, Span: 5 * time.Second, DispatchedPerSec: seats * 10, Used: seats})
 	}
-	m := Measure(samples, 0, 0)
+	m := Measure(samples, 0, 0, 0.005)
 	if !near(m.Steady.Mean, 1, 1e-9) {
 		t.Fatalf("mean %v, want 1", m.Steady.Mean)
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -26,17 +27,35 @@ type Report struct {
 	Eligible      int     `json:"eligible"`
 	NodesSwitched int     `json:"nodesSwitched"`
 	SoakSeconds   float64 `json:"soakSeconds"`
-	BudgetPercent float64 `json:"budgetPercent"`
-	BudgetSeats   float64 `json:"budgetSeats"`
-	// CapacitySeats is the API servers' seats summed over replicas; 0 when the state predates it.
-	CapacitySeats float64 `json:"capacitySeats,omitempty"`
-	FlowSchema    string  `json:"flowSchema"`
-	PriorityLevel string  `json:"priorityLevel"`
+	// Budgets are the limits per resource (CPU, memory, seats): the share of the API servers'
+	// capacity, summed over replicas, the DaemonSet may use at 100%.
+	Budgets       []Budget `json:"budgets"`
+	FlowSchema    string   `json:"flowSchema"`
+	PriorityLevel string   `json:"priorityLevel"`
 
-	// Steps are the soaks that decided, in order: the baseline (updates), each wave that
-	// proceeded, and the one that halted.
+	// Steps are the soaks that decided, in order: the baseline, each wave that proceeded, and
+	// the one that halted.
 	Steps   []Step    `json:"steps"`
 	Updated time.Time `json:"updated"`
+}
+
+// Budget is one resource's limit.
+type Budget struct {
+	Resource string `json:"resource"`
+	// Unit is "cores", "bytes" or "seats".
+	Unit string `json:"unit"`
+	// Share is the budget in percent of Capacity; Used what the servers used before the
+	// rollout; Limit what the DaemonSet may use at 100%.
+	Share    float64 `json:"share"`
+	Capacity float64 `json:"capacity,omitempty"`
+	Used     float64 `json:"used,omitempty"`
+	Limit    float64 `json:"limit"`
+	// From says where the capacity came from (GOMAXPROCS, GOMEMLIMIT, a flag, APF).
+	From string `json:"from,omitempty"`
+	// Words is the limit as the rollout printed it, or why the resource could not be gated.
+	Words string `json:"words"`
+	// Gated is false when the capacity was not visible: the resource was measured, not gated.
+	Gated bool `json:"gated"`
 }
 
 // Step is one soak's decision.
@@ -49,27 +68,34 @@ type Step struct {
 	Nodes int `json:"nodes"`
 	Old   int `json:"old"`
 	New   int `json:"new"`
-	// MeasuredSeats is the lane's steady seat demand (± SE, from Samples scrape intervals).
-	MeasuredSeats float64 `json:"measuredSeats"`
-	MeasuredSE    float64 `json:"measuredSE"`
-	Samples       int     `json:"samples"`
-	BurstPerAgent float64 `json:"burstPerAgent,omitempty"`
-	// Predicted is the fleet's seat demand at 100% the decision rested on; nil without one.
-	Predicted *Interval `json:"predicted,omitempty"`
-	Verdict   string    `json:"verdict"`
-	Headline  string    `json:"headline,omitempty"`
-	ReadyAt   time.Time `json:"readyAt,omitzero"`
-	DecidedAt time.Time `json:"decidedAt,omitzero"`
+	// Resources holds per resource the lane's steady demand (± SE over Samples scrape
+	// intervals), the start-up burst per agent and the prediction at 100% of the fleet.
+	Resources map[string]StepResource `json:"resources"`
+	// Utilization is the API servers' CPU utilisation in the steady window (0: unknown).
+	Utilization float64   `json:"utilization,omitempty"`
+	Verdict     string    `json:"verdict"`
+	Headline    string    `json:"headline,omitempty"`
+	ReadyAt     time.Time `json:"readyAt,omitzero"`
+	DecidedAt   time.Time `json:"decidedAt,omitzero"`
 	// ReadyToDecision is how long the decision took once every agent was Ready, in seconds;
 	// absent when either moment is unknown.
 	ReadyToDecision float64 `json:"readyToDecisionSeconds,omitempty"`
 }
 
-// Interval is an estimate with its 95% interval, in seats.
+// StepResource is one resource's measurement and prediction in a step.
+type StepResource struct {
+	Measured      float64   `json:"measured"`
+	MeasuredSE    float64   `json:"measuredSE"`
+	Samples       int       `json:"samples"`
+	BurstPerAgent float64   `json:"burstPerAgent,omitempty"`
+	Predicted     *Interval `json:"predicted,omitempty"`
+}
+
+// Interval is an estimate with its 95% interval.
 type Interval struct {
-	Seats float64 `json:"seats"`
-	Low   float64 `json:"low"`
-	High  float64 `json:"high"`
+	Mean float64 `json:"mean"`
+	Low  float64 `json:"low"`
+	High float64 `json:"high"`
 }
 
 // Verdicts of a step.
@@ -83,9 +109,16 @@ func FromState(namespace, name string, st state.State) Report {
 	r := Report{
 		Namespace: namespace, DaemonSet: name, ID: st.ID, Kind: string(st.Kind), Phase: string(st.Phase), Paused: st.Paused,
 		Reason: st.Reason, Waves: st.WavesSpec, Targets: append([]int(nil), st.Targets...), Eligible: st.Eligible,
-		NodesSwitched: st.Done, SoakSeconds: st.Soak.Seconds(), BudgetPercent: st.BudgetPercent, BudgetSeats: st.BudgetSeats,
-		CapacitySeats: st.CapacitySeats, FlowSchema: st.Lane.FlowSchema, PriorityLevel: st.Lane.PriorityLevel,
-		Steps: []Step{}, Updated: st.Updated,
+		NodesSwitched: st.Done, SoakSeconds: st.Soak.Seconds(), FlowSchema: st.Lane.FlowSchema, PriorityLevel: st.Lane.PriorityLevel,
+		Budgets: []Budget{}, Steps: []Step{}, Updated: st.Updated,
+	}
+	for _, res := range check.Resources {
+		l, ok := st.Limits[res]
+		if !ok {
+			continue
+		}
+		r.Budgets = append(r.Budgets, Budget{Resource: string(res), Unit: Unit(res), Share: l.Share, Capacity: l.Capacity,
+			Used: l.Used, Limit: l.Value, From: l.From, Words: l.String(), Gated: l.Known()})
 	}
 	for _, rec := range st.History {
 		r.Steps = append(r.Steps, step(rec, st, Proceeded))
@@ -97,18 +130,32 @@ func FromState(namespace, name string, st state.State) Report {
 	return r
 }
 
+// Unit names a resource's unit as the report and the controller's RolloutStatus write it.
+func Unit(r check.Resource) string {
+	switch r {
+	case check.CPU:
+		return "cores"
+	case check.Memory:
+		return "bytes"
+	}
+	return "seats"
+}
+
 func step(rec state.WaveRecord, st state.State, verdict string) Step {
-	s := Step{Wave: rec.Wave, Label: "baseline", Old: rec.Old, New: rec.New, MeasuredSeats: rec.Seats, MeasuredSE: rec.SE,
-		Samples: rec.Samples, BurstPerAgent: rec.BurstPeakPerAgent, Verdict: verdict, Headline: rec.Headline,
-		ReadyAt: rec.ReadyAt, DecidedAt: rec.At}
+	s := Step{Wave: rec.Wave, Label: "baseline", Old: rec.Old, New: rec.New, Resources: map[string]StepResource{},
+		Utilization: rec.Utilization, Verdict: verdict, Headline: rec.Headline, ReadyAt: rec.ReadyAt, DecidedAt: rec.At}
 	if rec.Wave > 0 {
 		s.Label = fmt.Sprintf("wave %d", rec.Wave)
 		if rec.Wave <= len(st.Targets) {
 			s.Nodes = st.Targets[rec.Wave-1]
 		}
 	}
-	if rec.Predicted != 0 || rec.PredictedHigh != 0 {
-		s.Predicted = &Interval{Seats: rec.Predicted, Low: rec.PredictedLow, High: rec.PredictedHigh}
+	for res, m := range rec.Resources {
+		sr := StepResource{Measured: m.Steady.Mean, MeasuredSE: m.Steady.SE, Samples: m.Steady.Samples, BurstPerAgent: m.BurstPeakPerAgent}
+		if p := m.Predicted; p != nil {
+			sr.Predicted = &Interval{Mean: p.Mean, Low: p.Low, High: p.High}
+		}
+		s.Resources[string(res)] = sr
 	}
 	if !rec.ReadyAt.IsZero() && !rec.At.IsZero() && !rec.At.Before(rec.ReadyAt) {
 		s.ReadyToDecision = rec.At.Sub(rec.ReadyAt).Seconds()
@@ -119,8 +166,16 @@ func step(rec state.WaveRecord, st state.State, verdict string) Step {
 func outcome(st state.State) string {
 	last := len(st.Targets)
 	switch {
+	case st.Observing() && st.WouldHalt != nil:
+		return fmt.Sprintf("observed: the DaemonSet controller rolled out %d nodes by itself; guard would have halted it (%s)", st.Done, st.Reason)
+	case st.Observing() && st.Phase == state.Complete:
+		return fmt.Sprintf("observed: the DaemonSet controller rolled out %d nodes by itself, within the budget", st.Done)
+	case st.Observing():
+		return fmt.Sprintf("observing (%s): the DaemonSet controller rolls the DaemonSet out by itself; nothing is held", st.Phase)
 	case st.Phase == state.Complete:
 		return fmt.Sprintf("complete: all %d eligible nodes run the new pods; the update strategy is restored and the lane removed", st.Eligible)
+	case st.Phase == state.RolledBack && st.Kind == state.Create && st.Held:
+		return fmt.Sprintf("rolled back in wave %d of %d: the new DaemonSet is kept, held and without pods, so that re-applying it changes nothing (%s)", st.Wave, last, st.Reason)
 	case st.Phase == state.RolledBack && st.Kind == state.Create:
 		return fmt.Sprintf("rolled back in wave %d of %d: the new DaemonSet, its pods and its lane are gone (%s)", st.Wave, last, st.Reason)
 	case st.Phase == state.RolledBack && st.Wave == 0:

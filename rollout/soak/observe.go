@@ -1,64 +1,74 @@
 package soak
 
 import (
+	"slices"
 	"time"
 
 	"github.com/bulkhead-dev/bulkhead/controlplane"
-	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
-	"github.com/bulkhead-dev/bulkhead/rollout/predict"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
-// LaneSample maps one scrape interval's Reading onto the lane: the lane's flows (its
-// FlowSchema, whatever level it points at) summed. prev is the Reading of the interval before,
-// whose end-of-window queue is this interval's start; nil for the first interval, which then
-// assumes the queue did not change. start is when the wave (or the soak) began.
-func LaneSample(prev *controlplane.Reading, cur controlplane.Reading, lane state.Lane, start time.Time) predict.Sample {
-	dispatched, rejected, seats, queued := laneLoad(cur, lane)
-	queuedBefore := queued
+// IntervalOf maps one scrape interval's Reading onto the lane and the servers: the lane's flows
+// (its FlowSchema, whatever level it points at) summed, and the servers' own CPU and memory.
+// prev is the Reading of the interval before, whose end-of-window queue is this interval's
+// start; nil for the first interval, which then assumes the queue did not change. start is when
+// the wave (or the soak) began.
+func IntervalOf(prev *controlplane.Reading, cur controlplane.Reading, lane state.Lane, start time.Time) check.Interval {
+	iv := laneLoad(cur, lane)
+	iv.QueuedAtStart = iv.QueuedAtEnd
 	if prev != nil {
-		_, _, _, queuedBefore = laneLoad(*prev, lane)
+		iv.QueuedAtStart = laneLoad(*prev, lane).QueuedAtEnd
 	}
-	return predict.Sample{
-		End:              cur.Window.To.Sub(start),
-		Span:             time.Duration(cur.Window.Seconds * float64(time.Second)),
-		DispatchedPerSec: dispatched,
-		RejectedPerSec:   rejected,
-		ExecutingSeats:   seats,
-		QueuedAtStart:    queuedBefore,
-		QueuedAtEnd:      queued,
+	iv.End = cur.Window.To.Sub(start)
+	iv.Span = time.Duration(cur.Window.Seconds * float64(time.Second))
+	res := cur.Resources
+	iv.ServerCPU, iv.CPUKnown = res.CPUCores, !slices.Contains(res.Missing, "cpu")
+	iv.ServerMemory, iv.MemoryKnown = res.ResidentBytes, !slices.Contains(res.Missing, "memory")
+	for _, rep := range cur.Replicas {
+		if rep.Load == nil || (rep.State != controlplane.ReplicaOK && rep.State != controlplane.ReplicaRestarted) ||
+			slices.Contains(rep.Load.Resources.Missing, "cpu") {
+			continue
+		}
+		own := laneLoad(controlplane.Reading{Load: *rep.Load}, lane)
+		iv.Replicas = append(iv.Replicas, check.ReplicaUse{Name: rep.Replica, CPU: rep.Load.Resources.CPUCores,
+			Capacity: rep.Load.Resources.CPUCapacityCores, LaneCPU: check.LaneCPU(own.Executing, own.Dispatched)})
 	}
+	return iv
 }
 
-func laneLoad(r controlplane.Reading, lane state.Lane) (dispatched, rejected, seats, queued float64) {
+func laneLoad(r controlplane.Reading, lane state.Lane) check.Interval {
+	var iv check.Interval
 	for _, f := range r.Flows {
 		if f.FlowSchema != lane.FlowSchema {
 			continue
 		}
-		dispatched += f.DispatchedPerSecond
-		rejected += f.RejectedPerSecond
-		seats += f.SeatSecondsPerSecond
-		queued += f.InQueue
+		iv.Dispatched += f.DispatchedPerSecond
+		iv.Watches += f.WatchesPerSecond
+		iv.Rejected += f.RejectedPerSecond
+		iv.SeatSeconds += f.SeatSecondsPerSecond
+		iv.Executing += f.ExecutionSecondsPerSecond
+		iv.QueuedAtEnd += f.InQueue
 	}
-	return dispatched, rejected, seats, queued
+	return iv
 }
 
 // OtherFlows lists every flow but the lane's over a soak window, next to the same flow's
 // figures in a Reading from before the rollout (a flow absent then had no rejections and no
 // wait).
-func OtherFlows(window, before controlplane.Reading, lane state.Lane) []analyze.Flow {
+func OtherFlows(window, before controlplane.Reading, lane state.Lane) []check.Flow {
 	type key struct{ fs, pl string }
 	base := map[key]controlplane.FlowLoad{}
 	for _, f := range before.Flows {
 		base[key{f.FlowSchema, f.PriorityLevel}] = f
 	}
-	var out []analyze.Flow
+	var out []check.Flow
 	for _, f := range window.Flows {
 		if f.FlowSchema == lane.FlowSchema {
 			continue
 		}
 		b := base[key{f.FlowSchema, f.PriorityLevel}]
-		out = append(out, analyze.Flow{
+		out = append(out, check.Flow{
 			FlowSchema: f.FlowSchema, PriorityLevel: f.PriorityLevel,
 			RejectedPerSec: f.RejectedPerSecond, BaselineRejectedPerSec: b.RejectedPerSecond,
 			WaitP99: seconds(f.Wait.P99Seconds), BaselineWaitP99: seconds(b.Wait.P99Seconds),
@@ -68,13 +78,13 @@ func OtherFlows(window, before controlplane.Reading, lane state.Lane) []analyze.
 }
 
 // SLIs are the window's latency indicators that have an SLO.
-func SLIs(window controlplane.Reading) []analyze.SLI {
-	var out []analyze.SLI
+func SLIs(window controlplane.Reading) []check.SLI {
+	var out []check.SLI
 	for _, s := range window.SLIs {
 		if s.SLOSeconds <= 0 {
 			continue
 		}
-		out = append(out, analyze.SLI{Verb: s.Verb, Scope: s.Scope,
+		out = append(out, check.SLI{Verb: s.Verb, Scope: s.Scope,
 			P99: seconds(s.Latency.P99Seconds), SLO: seconds(s.SLOSeconds), Requests: int64(s.Latency.Count)})
 	}
 	return out

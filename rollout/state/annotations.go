@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -39,13 +38,9 @@ func Decode(annotations map[string]string) (s State, found bool, err error) {
 	if err := json.Unmarshal([]byte(raw), &v); err != nil {
 		return State{}, true, fmt.Errorf("annotation %s is not a rollout state: %w", Annotation, err)
 	}
-	if v.Version != version {
-		return State{}, true, fmt.Errorf("annotation %s: state version %d is not supported (want %d); was it written by another bulkhead release?", Annotation, v.Version, version)
-	}
-	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return State{}, true, fmt.Errorf("annotation %s is not a rollout state: %w", Annotation, err)
+	s, err = decodeVersion(v.Version, raw)
+	if err != nil {
+		return State{}, true, fmt.Errorf("annotation %s: %w", Annotation, err)
 	}
 	if err := s.validate(); err != nil {
 		return State{}, true, fmt.Errorf("annotation %s: %w", Annotation, err)

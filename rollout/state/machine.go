@@ -2,12 +2,13 @@ package state
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
-	"github.com/bulkhead-dev/bulkhead/rollout/predict"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 )
 
 // Action is what the executor must do next for a state. Every action is idempotent: doing it
@@ -62,36 +63,46 @@ type Start struct {
 	Targets          []int
 	Eligible         int
 	Soak             time.Duration
-	BudgetPercent    float64
-	BudgetSeats      float64
-	CapacitySeats    float64
+	BaselineSoak     time.Duration
+	Budget           check.Budget
+	Limits           map[check.Resource]check.Limit
 	Lane             Lane
 	NodeLabel        string
 	OriginalStrategy appsv1.DaemonSetUpdateStrategy
 	OriginalHash     string
 	Before           []FlowBaseline
+	Mode             Mode
+	Held             bool
+	Revision         string
 }
 
-// New is a rollout's first state: an update begins with a baseline soak, a new DaemonSet
-// with rolling wave 1.
+// New is a rollout's first state: a baseline soak, which measures the servers (and, for an
+// update, the current version in its lane) before any pod changes. An observed rollout has one
+// wave, the whole fleet, which the DaemonSet controller rolls by itself: it begins there.
 func New(st Start, now time.Time) (State, error) {
 	s := State{
-		Version: version, ID: st.ID, Kind: st.Kind,
+		Version: version, ID: st.ID, Kind: st.Kind, Phase: Baseline, SoakStarted: now,
+		Mode: st.Mode, Held: st.Held, Revision: st.Revision,
 		WavesSpec: st.WavesSpec, Targets: append([]int(nil), st.Targets...), Eligible: st.Eligible,
-		Soak: Duration{st.Soak}, BudgetPercent: st.BudgetPercent, BudgetSeats: st.BudgetSeats, CapacitySeats: st.CapacitySeats,
+		Soak: Duration{st.Soak}, BaselineSoak: Duration{st.BaselineSoak}, Budget: maps.Clone(st.Budget), Limits: maps.Clone(st.Limits),
 		Lane: st.Lane, NodeLabel: st.NodeLabel, OriginalStrategy: st.OriginalStrategy, OriginalHash: st.OriginalHash,
 		Before: append([]FlowBaseline(nil), st.Before...), Updated: now,
-	}
-	if st.Kind == Update {
-		s.Phase, s.SoakStarted = Baseline, now
-	} else {
-		s.Phase, s.Wave, s.WaveStarted, s.SoakStarted = Rolling, 1, now, now
 	}
 	if st.Soak <= 0 {
 		return State{}, fmt.Errorf("soak %v must be positive", st.Soak)
 	}
-	if st.BudgetPercent <= 0 || st.BudgetPercent > 100 {
-		return State{}, fmt.Errorf("budget %v%% must be within (0, 100]", st.BudgetPercent)
+	if st.BaselineSoak < 0 {
+		return State{}, fmt.Errorf("baseline soak %v must not be negative", st.BaselineSoak)
+	}
+	if len(st.Budget) == 0 {
+		return State{}, fmt.Errorf("no budget")
+	}
+	if s.Observing() {
+		if st.Held {
+			return State{}, fmt.Errorf("an observed rollout holds nothing, so it cannot adopt a held DaemonSet")
+		}
+		s.Targets = []int{st.Eligible}
+		s.Phase, s.Wave, s.WaveStarted = Rolling, 1, now
 	}
 	if err := s.validate(); err != nil {
 		return State{}, err
@@ -113,10 +124,21 @@ func (s State) WaveRolled(done int, now time.Time) (State, error) {
 	return s, nil
 }
 
+// Observed records, for an observed rollout, that the DaemonSet controller has rolled the
+// whole fleet and every agent settled: Rolling → Soaking, the soak counting from now.
+func (s State) Observed(done int, now time.Time) (State, error) {
+	if !s.Observing() || s.Phase != Rolling {
+		return s, fmt.Errorf("only an observed rollout that waits for the DaemonSet controller can be observed rolled (mode %q, phase %s)", s.Mode, s.Phase)
+	}
+	s.Phase, s.Done, s.WaveStarted, s.SoakStarted, s.Updated = Soaking, done, now, now, now
+	return s, nil
+}
+
 // Decided applies an analysis verdict to a soaking wave or the baseline. Proceed records the
 // wave's measurement and moves on (to the next wave, or to finishing after the last); Hold
 // changes nothing; Halt starts the rollback with the reasons, keeping the halting wave's
-// record for the report.
+// record for the report. An observed rollout never rolls back: a halt is recorded as what guard
+// would have done (WouldHalt, Reason), and the rollout finishes as a proceed would.
 func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now time.Time) (State, error) {
 	if s.Phase != Soaking && s.Phase != Baseline {
 		return s, fmt.Errorf("a %s verdict needs a soaking wave, but the rollout is in phase %s", v, s.Phase)
@@ -125,6 +147,12 @@ func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now tim
 	case analyze.Hold:
 		return s, nil
 	case analyze.Halt:
+		if s.Observing() {
+			rec.Wave = s.Wave
+			s.History = append(append([]WaveRecord(nil), s.History...), rec)
+			s.Phase, s.WouldHalt, s.Reason, s.Updated = Finishing, &rec, reason, now
+			return s, nil
+		}
 		rec.Wave = s.Wave
 		s.Phase, s.Reason, s.Halted, s.Updated = RollingBack, reason, &rec, now
 		return s, nil
@@ -134,7 +162,9 @@ func (s State) Decided(v analyze.Verdict, rec WaveRecord, reason string, now tim
 	}
 	rec.Wave = s.Wave
 	s.History = append(append([]WaveRecord(nil), s.History...), rec)
-	if s.Wave == len(s.Targets) {
+	if s.Phase == Baseline {
+		s.Phase, s.Wave, s.WaveStarted, s.SoakStarted = Rolling, 1, now, now
+	} else if s.Wave == len(s.Targets) {
 		s.Phase = Finishing
 	} else {
 		s.Phase, s.Wave, s.WaveStarted, s.SoakStarted = Rolling, s.Wave+1, now, now
@@ -189,35 +219,38 @@ func (s State) Resume(now time.Time) (State, error) {
 	return s, nil
 }
 
-// Abort starts a rollback on the user's request. Aborting a rollback in progress is a no-op.
+// Abort starts a rollback on the user's request, or because a new pod template superseded
+// the one rolled out. Aborting a rollback in progress is a no-op. An observed rollout, which
+// has nothing to roll back, stops measuring and finishes.
 func (s State) Abort(reason string, now time.Time) (State, error) {
 	switch {
 	case s.Terminal():
 		return s, fmt.Errorf("the rollout is already %s; nothing to abort", s.Phase)
 	case s.Phase == RollingBack:
 		return s, nil
+	case s.Observing():
+		s.Phase, s.Paused, s.Reason, s.Updated = Finishing, false, reason, now
+		return s, nil
 	}
 	s.Phase, s.Paused, s.Reason, s.Updated = RollingBack, false, reason, now
 	return s, nil
 }
 
-// Points are the recorded waves as regression points for predict.FitCost.
-func (s State) Points() []predict.Point {
-	out := make([]predict.Point, 0, len(s.History))
+// Records are the recorded waves as the checks read them.
+func (s State) Records() []check.Record {
+	out := make([]check.Record, 0, len(s.History))
 	for _, r := range s.History {
-		out = append(out, predict.Point{Old: r.Old, New: r.New,
-			Seats: predict.Estimate{Mean: r.Seats, SE: r.SE, Samples: r.Samples}})
+		out = append(out, check.Record{Old: r.Old, New: r.New, Resources: r.Resources, Utilization: r.Utilization})
 	}
 	return out
 }
 
-// PriorBurstPerAgent is the largest start-up burst per agent any recorded wave saw.
-func (s State) PriorBurstPerAgent() float64 {
-	var b float64
-	for _, r := range s.History {
-		b = max(b, r.BurstPeakPerAgent)
+// BaselineDuration is how long the baseline soaks.
+func (s State) BaselineDuration() time.Duration {
+	if s.BaselineSoak.Duration > 0 {
+		return s.BaselineSoak.Duration
 	}
-	return b
+	return s.Soak.Duration
 }
 
 // FreshSoak reports whether the current soak began with its wave (so it sees the wave's
@@ -234,4 +267,26 @@ func (s State) Batch() int {
 		return last
 	}
 	return 0
+}
+
+// Baselined records what the baseline learned of the servers: the CPU reference each wave's
+// difference is measured against, and the limits recomputed with what the servers already use.
+// The baseline's own decision follows with Decided.
+func (s State) Baselined(ref check.Reference, limits map[check.Resource]check.Limit, now time.Time) (State, error) {
+	if s.Phase != Baseline {
+		return s, fmt.Errorf("a reference is measured by the baseline, but the rollout is in phase %s", s.Phase)
+	}
+	s.Reference, s.Limits, s.Updated = &ref, maps.Clone(limits), now
+	return s, nil
+}
+
+// RestartSoak starts the current soak again from now: the process that was soaking is gone
+// with its samples (a controller's leader changed, a CLI was killed) and nobody resumed it.
+// The wave's agents are running already, so the restarted soak is not fresh.
+func (s State) RestartSoak(now time.Time) (State, error) {
+	if s.Phase != Soaking && s.Phase != Baseline {
+		return s, fmt.Errorf("no soak to restart in phase %s", s.Phase)
+	}
+	s.SoakStarted, s.Updated = now, now
+	return s, nil
 }

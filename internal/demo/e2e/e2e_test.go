@@ -46,8 +46,17 @@ func TestReplayBreaksUnguardedAndHoldsGuarded(t *testing.T) {
 	if unguarded.UnusableAfter < 0 {
 		t.Errorf("unguarded: the probe never broke the 1 s SLO (worst p99 %.2fs)", unguarded.ProbeP99Max)
 	}
-	if got := float64(unguarded.DNSSuccessAfterRestart[demo.CoreDNS]); !(got < 1) {
+	// The README's runs: CoreDNS answered 0–74% after its restart, depending on when the
+	// crash-looping apiserver came back; 90% leaves that margin and still fails a CoreDNS that
+	// merely lost a few lookups.
+	if got := float64(unguarded.DNSSuccessAfterRestart[demo.CoreDNS]); !(got < 0.9) {
 		t.Errorf("unguarded: CoreDNS answered %.1f%% after its restart; the apiserver should have been too sick to feed it", 100*got)
+	}
+	if unguarded.APIServerRestarts < 1 {
+		t.Errorf("unguarded: the apiserver never died at its memory limit (the README shows it crash-looping)")
+	}
+	if guarded.APIServerRestarts != 0 {
+		t.Errorf("guarded: the apiserver died %d times", guarded.APIServerRestarts)
 	}
 
 	if guarded.SecondsOverSLO > 0 {
@@ -59,8 +68,12 @@ func TestReplayBreaksUnguardedAndHoldsGuarded(t *testing.T) {
 	if guarded.FinalAgentNodes != 0 {
 		t.Errorf("guarded: %d nodes still run the agent; the rollout should have rolled back", guarded.FinalAgentNodes)
 	}
-	if !strings.Contains(strings.Join(runs[1].Rollout, "\n"), "rolled back") {
-		t.Errorf("guarded: the rollout did not roll back:\n%s", strings.Join(runs[1].Rollout, "\n"))
+	// Halted by the CPU check, with the bulkhead's default budget, on its prediction for the
+	// fleet — not by an SLO breach or agents that were not Ready.
+	lines := strings.Join(runs[1].Rollout, "\n")
+	if !strings.Contains(lines, "rolling back: cpu: 200 agents would need") || !strings.Contains(lines, "over the budget of") ||
+		!strings.Contains(lines, "rolled back") {
+		t.Errorf("guarded: the rollout was not halted and rolled back by the CPU budget:\n%s", lines)
 	}
 	if got := float64(guarded.DNSSuccess[demo.BulkheadDNS]); got != 1 {
 		t.Errorf("guarded: bulkhead dns answered %.2f%%, want 100%%", 100*got)

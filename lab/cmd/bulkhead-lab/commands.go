@@ -33,7 +33,12 @@ func newUpCommand() *cobra.Command {
 		Long: `Start etcd, kube-apiserver, kube-controller-manager, kube-scheduler, fake kubelets for
 --nodes nodes and the behaviour emulator; create --services Deployments+Services holding
 --nodes × --pods-per-node filler pods; print one "bulkhead-lab: ready" line with the admin
-kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.`,
+kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.
+
+With --apiservers N > 1 (needs root), N kube-apiserver replicas share etcd, each at its own
+address in a network namespace of its own that the lab creates, behind the lab's TCP load
+balancer on 127.0.0.1 (the kubeconfig's server; connection-level round robin); the
+default/kubernetes EndpointSlice lists them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if memoryLimit != "" {
@@ -53,9 +58,10 @@ kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.`,
 	f.IntVar(&opts.Services, "services", opts.Services, "Services, each backed by a Deployment (every fifth is headless)")
 	f.IntVar(&opts.MaxRequestsInflight, "max-requests-inflight", opts.MaxRequestsInflight, "kube-apiserver --max-requests-inflight")
 	f.IntVar(&opts.MaxMutatingRequestsInflight, "max-mutating-requests-inflight", opts.MaxMutatingRequestsInflight, "kube-apiserver --max-mutating-requests-inflight")
-	f.IntVar(&opts.Port, "port", opts.Port, "kube-apiserver port on 127.0.0.1 (0 picks a free one)")
-	f.StringVar(&memoryLimit, "apiserver-memory-limit", "", "confine kube-apiserver's memory like a pod limit (e.g. 2Gi): past it the OOM killer ends it and the lab restarts it")
-	f.Float64Var(&opts.APIServerCPUs, "apiserver-cpus", 0, "confine kube-apiserver's CPU like a pod's CPU limit (a CFS quota of this many cores, e.g. 1.5); 0: no limit")
+	f.IntVar(&opts.Port, "port", opts.Port, "the kubeconfig's port on 127.0.0.1: kube-apiserver's, or the load balancer's with --apiservers > 1 (0 picks a free one)")
+	f.IntVar(&opts.APIServers, "apiservers", opts.APIServers, "kube-apiserver replicas; more than one run behind the lab's load balancer (needs root)")
+	f.StringVar(&memoryLimit, "apiserver-memory-limit", "", "confine each kube-apiserver's memory like a pod limit (e.g. 2Gi): past it the OOM killer ends it and the lab restarts it")
+	f.Float64Var(&opts.APIServerCPUs, "apiserver-cpus", 0, "confine each kube-apiserver's CPU like a pod's CPU limit (a CFS quota of this many cores, e.g. 1.5); 0: no limit")
 	return cmd
 }
 
@@ -76,13 +82,27 @@ func newCtlCommand() *cobra.Command {
 		_, err = cmd.OutOrStdout().Write(body)
 		return err
 	}
+	replica := -1
 	apiserver := &cobra.Command{
 		Use:       "apiserver stop|start",
-		Short:     "Stop or start kube-apiserver; etcd, fake nodes and everything else keep running",
+		Short:     "Stop or start kube-apiserver (every replica, or --replica I); etcd, fake nodes and everything else keep running",
 		Args:      cobra.MatchAll(cobra.ExactArgs(1), cobra.OnlyValidArgs),
 		ValidArgs: []string{"stop", "start"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return call(cmd, http.MethodPost, "/apiserver/"+args[0])
+			path := "/apiserver/" + args[0]
+			if cmd.Flags().Changed("replica") {
+				path += fmt.Sprintf("?replica=%d", replica)
+			}
+			return call(cmd, http.MethodPost, path)
+		},
+	}
+	apiserver.Flags().IntVar(&replica, "replica", replica, "only this replica (0-based, as `ctl status` numbers them); default every replica")
+	balancer := &cobra.Command{
+		Use:   "balancer",
+		Short: "Print the load balancer's connections and the replica each reached, as JSON (--apiservers > 1)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return call(cmd, http.MethodGet, "/balancer")
 		},
 	}
 	status := &cobra.Command{
@@ -103,7 +123,7 @@ func newCtlCommand() *cobra.Command {
 		},
 	}
 	stats.Flags().Bool("reset", false, "start a new statistics window after printing")
-	ctl.AddCommand(apiserver, status, stats)
+	ctl.AddCommand(apiserver, status, stats, balancer)
 	return ctl
 }
 
@@ -136,6 +156,22 @@ func newBenchCommand() *cobra.Command {
 	f.DurationVar(&opts.Every, "every", opts.Every, "each agent LISTs all pods this often")
 	f.DurationVar(&opts.Window, "window", opts.Window, "measurement window per step")
 	f.IntVar(&opts.ProbeRate, "probe-rate", opts.ProbeRate, "probe GETs per second")
-	bench.AddCommand(scaling)
+	startupOpts := labbench.StartupOptions{Dir: ".lab/bench", Nodes: 200, PodsPerNode: 20, Services: 50, APIServers: 3, Settle: 30 * time.Second}
+	startup := &cobra.Command{
+		Use:   "startup",
+		Short: "How long a lab takes to be ready and how much memory each of its processes holds",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return labbench.Startup(cmd.Context(), startupOpts, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f = startup.Flags()
+	f.StringVar(&startupOpts.Dir, "dir", startupOpts.Dir, "directory for the benchmark's lab")
+	f.IntVar(&startupOpts.Nodes, "nodes", startupOpts.Nodes, "fake nodes")
+	f.IntVar(&startupOpts.PodsPerNode, "pods-per-node", startupOpts.PodsPerNode, "filler pods per node")
+	f.IntVar(&startupOpts.Services, "services", startupOpts.Services, "filler services")
+	f.IntVar(&startupOpts.APIServers, "apiservers", startupOpts.APIServers, "kube-apiserver replicas")
+	f.DurationVar(&startupOpts.Settle, "settle", startupOpts.Settle, "how long the ready lab runs before its memory is read")
+	bench.AddCommand(scaling, startup)
 	return bench
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/plan"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
@@ -131,10 +132,11 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	st := must(t)(state.New(state.Start{
 		ID: "create-1", Kind: state.Create, WavesSpec: "25%,100%",
 		Targets: resolve(t, "25%,100%", eligibleCount(t, ctx, user.Spec.Template.Spec)), Eligible: nodes,
-		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 600}),
 		Lane: execute.LaneNames(ns, name), NodeLabel: execute.NodeLabelKey(ns, name),
 		OriginalStrategy: user.Spec.UpdateStrategy,
 	}, time.Now()))
+	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{}, "", time.Now())) // the servers' baseline, before wave 1
 	if !reflect.DeepEqual(st.Targets, []int{3, 12}) {
 		t.Fatalf("targets %v, want [3 12]", st.Targets)
 	}
@@ -159,15 +161,16 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	}
 
 	// Wave 1: three nodes, one per zone, and no pod anywhere else.
-	done, err := execute.RollWave(ctx, lab.Client, ds, st)
-	if err != nil || done != 3 {
-		t.Fatalf("RollWave: %d done, %v", done, err)
+	done := roll(t, ctx, ds, st)
+	if done != 3 {
+		t.Fatalf("RollWave: %d done", done)
 	}
-	if again, err := execute.RollWave(ctx, lab.Client, ds, st); err != nil || again != 3 {
-		t.Fatalf("RollWave again must switch nothing more: %d, %v", again, err)
+	if again, err := execute.RollWave(ctx, lab.Client, ds, st, nil); err != nil || again.Done != 3 || !again.Complete || len(again.Switched) != 0 {
+		t.Fatalf("RollWave again must switch nothing more: %+v, %v", again, err)
 	}
 	waitAgents(t, ctx, ds, 3)
-	time.Sleep(2 * time.Second) // give the controller a chance to overreach
+	// Once the controller has synced the gated DaemonSet it has decided every pod it will make.
+	waitSynced(t, ctx, ds, func(s appsv1.DaemonSetStatus) bool { return s.DesiredNumberScheduled == 3 })
 	wave1 := podsByNode(t, ctx, ds)
 	if len(wave1) != 3 {
 		t.Fatalf("wave 1 has pods on %d nodes, want 3", len(wave1))
@@ -193,11 +196,12 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 	if ds, err = execute.SaveState(ctx, lab.Client, ds, prev, st); err != nil {
 		t.Fatalf("SaveState: %v", err)
 	}
+	saved := st
 	if _, err := execute.SaveState(ctx, lab.Client, ds, prev, st); err == nil || !strings.Contains(err.Error(), "the rollout state changed under us") {
 		t.Fatalf("a second save from the same stale state must fail: %v", err)
 	}
-	if done, err = execute.RollWave(ctx, lab.Client, ds, st); err != nil || done != nodes {
-		t.Fatalf("RollWave 2: %d done, %v", done, err)
+	if done = roll(t, ctx, ds, st); done != nodes {
+		t.Fatalf("RollWave 2: %d done", done)
 	}
 	waitAgents(t, ctx, ds, nodes)
 	before := podsByNode(t, ctx, ds)
@@ -217,8 +221,13 @@ func TestANewDaemonSetReachesOnlyItsWaveNodesAndFinishesWithoutRestarts(t *testi
 			t.Fatalf("Finish (run %d): %v", i+1, err)
 		}
 	}
+	// The last write restores the update strategy with the final state.
+	if _, err := execute.End(ctx, lab.Client, ds, saved, must(t)(st.Finished(time.Now()))); err != nil {
+		t.Fatalf("End: %v", err)
+	}
 	waitAgents(t, ctx, ds, nodes)
-	time.Sleep(3 * time.Second) // a RollingUpdate restart would start within this
+	// A RollingUpdate restart would begin in the controller's sync of the restored DaemonSet.
+	waitSynced(t, ctx, ds, func(s appsv1.DaemonSetStatus) bool { return s.UpdatedNumberScheduled == nodes })
 	after := podsByNode(t, ctx, ds)
 	if !reflect.DeepEqual(after, before) {
 		t.Fatalf("finishing restarted pods:\nbefore %v\nafter  %v", before, after)
@@ -266,7 +275,7 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	newTemplate.Spec.Containers[0].Image = "agent:v2-bad"
 	st := must(t)(state.New(state.Start{
 		ID: "update-1", Kind: state.Update, WavesSpec: "25%,100%", Targets: []int{3, 12}, Eligible: nodes,
-		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 600}),
 		Lane: execute.LaneNames(ns, name), OriginalStrategy: ds.Spec.UpdateStrategy, OriginalHash: originalHash,
 	}, time.Now()))
 	if _, err := execute.EnsureLane(ctx, lab.Client, st.Lane, "daemonset/"+ns+"/"+name, execute.ServiceAccountOf(ds), 600, 60); err != nil {
@@ -275,15 +284,17 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	if ds, err = execute.StartUpdate(ctx, lab.Client, ds, newTemplate, st); err != nil {
 		t.Fatalf("StartUpdate: %v", err)
 	}
-	time.Sleep(2 * time.Second) // OnDelete: the new template alone must restart nothing
+	saved := st
+	// OnDelete: the controller's sync of the new template restarts nothing.
+	waitSynced(t, ctx, ds, func(s appsv1.DaemonSetStatus) bool { return s.UpdatedNumberScheduled == 0 })
 	if got := podsByNode(t, ctx, ds); !reflect.DeepEqual(got, untouched) {
 		t.Fatalf("starting the update restarted pods")
 	}
 
 	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{Old: nodes}, "", time.Now())) // baseline
-	done, err := execute.RollWave(ctx, lab.Client, ds, st)
-	if err != nil || done != 3 {
-		t.Fatalf("RollWave: %d done, %v", done, err)
+	done := roll(t, ctx, ds, st)
+	if done != 3 {
+		t.Fatalf("RollWave: %d done", done)
 	}
 	var counts execute.AgentCounts
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
@@ -308,9 +319,13 @@ func TestAnUpdateHaltedInWaveOneRollsBackOnlyTheWaveNodes(t *testing.T) {
 	st = must(t)(st.WaveRolled(done, time.Now()))
 	st = must(t)(st.Decided(analyze.Halt, state.WaveRecord{}, "test: the new version is bad", time.Now()))
 	for i := range 2 { // Rollback is idempotent
-		if err := execute.Rollback(ctx, lab.Client, ds, st); err != nil {
+		if err := execute.Rollback(ctx, lab.Client, ds, st, nil); err != nil {
 			t.Fatalf("Rollback (run %d): %v", i+1, err)
 		}
+	}
+	// The last write restores the update strategy with the final state.
+	if _, err := execute.End(ctx, lab.Client, ds, saved, must(t)(st.RolledBackAt(time.Now()))); err != nil {
+		t.Fatalf("End: %v", err)
 	}
 	ds, current, err := execute.CurrentRevision(ctx, lab.Client, ns, name)
 	if err != nil {
@@ -352,31 +367,114 @@ func TestAWaveStartsItsAgentsInBatchesSizedByTheBurst(t *testing.T) {
 	user := labtest.AgentDaemonSet(ns, name, "agent:v1", "")
 	st := must(t)(state.New(state.Start{
 		ID: "batch-1", Kind: state.Create, WavesSpec: "2,8,100%", Targets: []int{2, 8, 12}, Eligible: nodes,
-		Soak: time.Minute, BudgetPercent: 10, BudgetSeats: 60,
+		Soak: time.Minute, Budget: check.DefaultBudget, Limits: check.DefaultBudget.Limits(check.Capacity{Seats: 600}),
 		Lane: execute.LaneNames(ns, name), NodeLabel: execute.NodeLabelKey(ns, name), OriginalStrategy: user.Spec.UpdateStrategy,
 	}, time.Now()))
+	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{}, "", time.Now())) // the servers' baseline, before wave 1
 	ds, err := execute.StartCreate(ctx, lab.Client, user, st)
 	if err != nil {
 		t.Fatalf("StartCreate: %v", err)
 	}
-	if _, err := execute.RollWave(ctx, lab.Client, ds, st); err != nil {
-		t.Fatalf("RollWave 1: %v", err)
+	if done := roll(t, ctx, ds, st); done != 2 {
+		t.Fatalf("RollWave 1: %d done", done)
 	}
 	st = must(t)(st.WaveRolled(2, time.Now()))
 	// Wave 1 measured a start-up burst that allows 3 agents at once.
-	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{New: 2, Seats: 0.1, SE: 0.01, Samples: 9, MaxNextWave: 3}, "", time.Now()))
-	began := time.Now()
-	done, err := execute.RollWave(ctx, lab.Client, ds, st)
-	if err != nil || done != 8 {
-		t.Fatalf("RollWave 2: %d, %v", done, err)
+	st = must(t)(st.Decided(analyze.Proceed, state.WaveRecord{New: 2, MaxNextWave: 3}, "", time.Now()))
+	// Wave 2 takes 6 nodes: a batch of 3, then — only once those agents are Ready and have
+	// settled — the other 3, which the soak watches.
+	var batches [][]string
+	var secondAt time.Time
+	for {
+		p, err := execute.RollWave(ctx, lab.Client, ds, st, nil)
+		if err != nil {
+			t.Fatalf("RollWave 2: %v", err)
+		}
+		if len(p.Switched) > 0 {
+			batches = append(batches, p.Switched)
+			secondAt = time.Now()
+		}
+		if p.Complete {
+			if p.Done != 8 {
+				t.Fatalf("wave 2 complete with %d nodes, want 8", p.Done)
+			}
+			break
+		}
+		time.Sleep(p.Wait)
 	}
-	// Two batches of 3: the first must be Ready and settled (15 s) before the second starts;
-	// the soak watches the second.
-	if took := time.Since(began); took < 15*time.Second {
-		t.Fatalf("6 nodes in batches of 3 took %v; want a 15 s settle pause between the batches", took)
+	if len(batches) != 2 || len(batches[0]) != 3 || len(batches[1]) != 3 {
+		t.Fatalf("wave 2 switched %v, want two batches of 3", batches)
+	}
+	// When the second batch started, every agent of the first had been Ready for the settle.
+	on := podsOn(t, ctx, ds)
+	for _, node := range batches[0] {
+		readyAt, ok := readySince(on[node])
+		if !ok || secondAt.Sub(readyAt) < 15*time.Second {
+			t.Fatalf("the second batch began %v after the first batch's agent on %s was Ready (ready: %v); want the 15 s settle first", secondAt.Sub(readyAt), node, ok)
+		}
 	}
 	waitAgents(t, ctx, ds, 8)
-	if err := execute.Rollback(ctx, lab.Client, ds, st); err != nil {
+	if err := execute.Rollback(ctx, lab.Client, ds, st, nil); err != nil {
 		t.Fatalf("Rollback: %v", err)
 	}
+}
+
+// waitSynced waits until the DaemonSet controller has synced the DaemonSet's latest generation
+// and its status satisfies ok: whatever that sync would do to the pods it has begun.
+func waitSynced(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, ok func(appsv1.DaemonSetStatus) bool) {
+	t.Helper()
+	var last appsv1.DaemonSetStatus
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		cur, err := lab.Client.AppsV1().DaemonSets(ds.Namespace).Get(ctx, ds.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		last = cur.Status
+		return cur.Status.ObservedGeneration >= cur.Generation && ok(cur.Status), nil
+	})
+	if err != nil {
+		t.Fatalf("DaemonSet %s/%s not synced: status %+v: %v", ds.Namespace, ds.Name, last, err)
+	}
+}
+
+// roll steps the current wave until its nodes are switched, waiting as RollWave asks, and
+// returns how many nodes run the new pods.
+func roll(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, st state.State) int {
+	t.Helper()
+	for {
+		p, err := execute.RollWave(ctx, lab.Client, ds, st, nil)
+		if err != nil {
+			t.Fatalf("RollWave: %v", err)
+		}
+		if p.Complete {
+			return p.Done
+		}
+		time.Sleep(p.Wait)
+	}
+}
+
+// podsOn is the DaemonSet's pods by node.
+func podsOn(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet) map[string]*corev1.Pod {
+	t.Helper()
+	pods, err := execute.Pods(ctx, lab.Client, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*corev1.Pod{}
+	for i := range pods {
+		out[pods[i].Spec.NodeName] = &pods[i]
+	}
+	return out
+}
+
+func readySince(p *corev1.Pod) (time.Time, bool) {
+	if p == nil {
+		return time.Time{}, false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			return c.LastTransitionTime.Time, true
+		}
+	}
+	return time.Time{}, false
 }

@@ -15,9 +15,10 @@ import (
 
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 	"github.com/bulkhead-dev/bulkhead/internal/labtest"
+	bulkhead "github.com/bulkhead-dev/bulkhead/rollout"
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
+	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
-	"github.com/bulkhead-dev/bulkhead/rollout/plan"
 	"github.com/bulkhead-dev/bulkhead/rollout/soak"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
@@ -38,67 +39,44 @@ func setup(t *testing.T, ctx context.Context, ns, sa string) {
 	}
 }
 
-// rollout starts a rollout of a new DaemonSet the way `bulkhead rollout apply` will, and runs
-// it to its end with a real scraper.
-func rollout(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, waves string, budgetPercent float64) (state.State, []analyze.Decision) {
+// rollout runs a guarded rollout of a new DaemonSet as `bulkhead rollout apply` does — the
+// engine, a meter scraping the real API server, bulkhead's default budget — to its end.
+func rollout(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, waves string) (state.State, []analyze.Decision) {
 	t.Helper()
-	scraper, err := controlplane.NewScraper(lab.Config, controlplane.Options{})
+	return rolloutWith(t, ctx, ds, bulkhead.Options{Waves: waves, Soak: 12 * time.Second}, nil)
+}
+
+// rolloutWith is rollout with options, and the metrics it scrapes passed through strip.
+func rolloutWith(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, opts bulkhead.Options, strip func(controlplane.Snapshot) controlplane.Snapshot) (state.State, []analyze.Decision) {
+	t.Helper()
+	real, err := controlplane.NewScraper(lab.Config, controlplane.Options{})
 	if err != nil {
 		t.Fatalf("NewScraper: %v", err)
 	}
-	scraper.WaitForDiscovery(ctx, 10*time.Second)
-	first := scraper.Scrape(ctx)
-	time.Sleep(2 * time.Second)
-	before := controlplane.Analyze(first, scraper.Scrape(ctx))
-
-	nodeList, err := lab.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatalf("list nodes: %v", err)
-	}
-	eligible := len(plan.Eligible(ds.Spec.Template.Spec, nodeList.Items))
-	parsed, err := plan.ParseWaves(waves)
-	if err != nil {
-		t.Fatalf("ParseWaves: %v", err)
-	}
-	steps, err := plan.Resolve(parsed, eligible)
-	if err != nil {
-		t.Fatalf("Resolve: %v", err)
-	}
-	var targets []int
-	for _, s := range steps {
-		targets = append(targets, s.Target)
-	}
-	const serverSeats = 600
-	budget, err := execute.BudgetSeats(serverSeats, budgetPercent)
-	if err != nil {
-		t.Fatalf("BudgetSeats: %v", err)
-	}
-	lane := execute.LaneNames(ds.Namespace, ds.Name)
-	st, err := state.New(state.Start{
-		ID: "e2e-" + ds.Name, Kind: state.Create, WavesSpec: waves, Targets: targets, Eligible: eligible,
-		Soak: 12 * time.Second, BudgetPercent: budgetPercent, BudgetSeats: float64(budget),
-		Lane: lane, NodeLabel: execute.NodeLabelKey(ds.Namespace, ds.Name), OriginalStrategy: ds.Spec.UpdateStrategy,
-	}, time.Now())
-	if err != nil {
-		t.Fatalf("state.New: %v", err)
-	}
-	if _, err := execute.EnsureLane(ctx, lab.Client, lane, "daemonset/"+ds.Namespace+"/"+ds.Name, execute.ServiceAccountOf(ds), serverSeats, budget); err != nil {
-		t.Fatalf("EnsureLane: %v", err)
-	}
-	if _, err := execute.StartCreate(ctx, lab.Client, ds, st); err != nil {
-		t.Fatalf("StartCreate: %v", err)
+	real.WaitForDiscovery(ctx, 10*time.Second)
+	var scraper soak.Scraper = real
+	if strip != nil {
+		scraper = stripped{real, strip}
 	}
 	var decisions []analyze.Decision
-	runner := &execute.Runner{
+	engine := &bulkhead.Engine{
 		Client: lab.Client,
-		Watcher: &soak.Soaker{Scraper: scraper, Client: lab.Client, Before: before, Interval: 2 * time.Second,
-			Limits: analyze.Limits{Settle: 4 * time.Second}},
-		Log:       func(line string) { t.Log(line) },
-		Decisions: func(d analyze.Decision) { decisions = append(decisions, d) },
+		Meter:  &soak.Meter{Scraper: scraper, Interval: 2 * time.Second},
+		Timing: check.Timing{Settle: 4 * time.Second},
+		Log:    func(_, _, line string) { t.Log(line) },
+		Decisions: func(_, _ string, d analyze.Decision) {
+			if d.Verdict != analyze.Hold {
+				decisions = append(decisions, d)
+			}
+		},
 	}
-	final, err := runner.Run(ctx, ds.Namespace, ds.Name)
+	meterCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go engine.Meter.Run(meterCtx)
+	defer engine.Close()
+	final, err := bulkhead.Apply(ctx, engine, ds, opts)
 	if err != nil {
-		t.Fatalf("Run: %v", err)
+		t.Fatalf("rollout: %v", err)
 	}
 	return final, decisions
 }
@@ -109,12 +87,12 @@ func TestAWellBehavedAgentReachesTheWholeFleet(t *testing.T) {
 	const ns, name = "good", "agent"
 	setup(t, ctx, ns, name)
 	ds := labtest.AgentDaemonSet(ns, name, "agent:v1", "- watch: pods\n  fieldSelector: spec.nodeName=$(NODE_NAME)\n")
-	final, decisions := rollout(t, ctx, ds, "25%,100%", 10)
+	final, decisions := rollout(t, ctx, ds, "25%,100%")
 	if final.Phase != state.Complete {
 		t.Fatalf("phase %s (reason %q), want Complete", final.Phase, final.Reason)
 	}
-	if len(decisions) != 2 {
-		t.Fatalf("%d decisions, want one per wave", len(decisions))
+	if len(decisions) != 3 {
+		t.Fatalf("%d decisions, want the baseline's and one per wave", len(decisions))
 	}
 	live, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -130,25 +108,94 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneAndRolledBack(t *testing.T) {
 	defer cancel()
 	const ns, name = "seed", "telemetry"
 	setup(t, ctx, ns, name)
-	// Every agent LISTs every pod of the cluster, often: cost per agent ∝ cluster size.
+	// Every agent LISTs every pod of the cluster, often: cost per agent ∝ cluster size. With
+	// bulkhead's default budget (25% of the API server's CPU), 3 agents already show that 12
+	// would need more than that.
 	ds := labtest.AgentDaemonSet(ns, name, "agent:v1", "- list: pods\n  every: 100ms\n")
-	// 0.2% of 600 seats is 1 seat. On a quiet box 3 agents hold ~0.6 seats, so 12 would need ~2.5
-	// (95%: 1.9–3.0): far over 1 seat, while a 3-seat budget (0.5%) let them through — correctly —
-	// in a clean-clone CI run. A loaded box only makes each LIST, and the prediction, dearer.
-	final, decisions := rollout(t, ctx, ds, "25%,100%", 0.2)
+	final, decisions := rollout(t, ctx, ds, "25%,100%")
 	if final.Phase != state.RolledBack {
 		t.Fatalf("phase %s, want RolledBack", final.Phase)
 	}
-	if len(decisions) != 1 || decisions[0].Verdict != analyze.Halt {
-		t.Fatalf("decisions %d, first %+v; want a halt after wave 1", len(decisions), decisions)
+	if len(decisions) != 2 || decisions[1].Verdict != analyze.Halt {
+		t.Fatalf("decisions %+v; want the baseline's proceed, then a halt after wave 1", decisions)
 	}
-	if !strings.Contains(decisions[0].Headline, "halting") || decisions[0].Prediction == nil {
-		t.Fatalf("headline %q", decisions[0].Headline)
+	halt := decisions[1]
+	cpu, _ := halt.Resource(check.CPU)
+	if len(cpu.Halts) == 0 || !strings.Contains(cpu.Halts[0], "cpu: 12 agents would need") || !strings.Contains(cpu.Halts[0], "over the budget of") ||
+		cpu.Prediction == nil || cpu.Prediction.Total.Mean <= cpu.Limit.Value {
+		t.Fatalf("the halt must be the CPU budget's, with the prediction over it: CPU %+v, reasons %q", cpu, halt.Reasons)
 	}
+	if !strings.HasPrefix(halt.Headline, "wave 1: 3 agents use") || !strings.Contains(halt.Headline, "— halting") {
+		t.Fatalf("headline %q", halt.Headline)
+	}
+	t.Logf("halted: %s", halt.Headline)
 	if _, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the halted new DaemonSet still exists: %v", err)
 	}
 	if _, err := lab.Client.FlowcontrolV1().FlowSchemas().Get(ctx, execute.LaneNames(ns, name).FlowSchema, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("the lane outlived the rollback: %v", err)
 	}
+}
+
+// stripped is the API server's real /metrics less what a managed control plane may hide.
+type stripped struct {
+	scraper soak.Scraper
+	strip   func(controlplane.Snapshot) controlplane.Snapshot
+}
+
+func (s stripped) Scrape(ctx context.Context) controlplane.Snapshot {
+	return s.strip(s.scraper.Scrape(ctx))
+}
+
+// withoutCPU removes the process's CPU counter and GOMAXPROCS from every replica's metrics.
+func withoutCPU(snap controlplane.Snapshot) controlplane.Snapshot {
+	for _, r := range snap.Replicas {
+		delete(r.Families, "process_cpu_seconds_total")
+		delete(r.Families, "go_sched_gomaxprocs_threads")
+	}
+	return snap
+}
+
+// A control plane whose metrics hide its CPU: the rollout says which resource it cannot see and
+// gates on the others; told the CPU capacity, it gates on CPU from the lane's execution time.
+func TestASourceWithoutCPUMetricsSaysWhatItCannotSeeAndUsesTheFlags(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	const ns = "hidden"
+	setup(t, ctx, ns, "telemetry")
+	seed := func(name string) *appsv1.DaemonSet {
+		setup(t, ctx, ns, name)
+		return labtest.AgentDaemonSet(ns, name, "agent:v1", "- list: pods\n  every: 100ms\n")
+	}
+	_, decisions := rolloutWith(t, ctx, seed("blind"), bulkhead.Options{Waves: "25%,100%", Soak: 12 * time.Second}, withoutCPU)
+	if len(decisions) == 0 {
+		t.Fatal("no decision")
+	}
+	for _, d := range decisions {
+		cpu, _ := d.Resource(check.CPU)
+		seats, _ := d.Resource(check.Seats)
+		if cpu.Limit.Known() || !strings.Contains(cpu.Blind, "CPU capacity is not visible") || !containsSome(d.Summary(), "not gated: the API servers' CPU capacity is not visible (no go_sched_gomaxprocs_threads): pass --apiserver-cpus") {
+			t.Fatalf("a hidden CPU must be said, not gated as if infinite: CPU %+v, summary %q", cpu, d.Summary())
+		}
+		if !seats.Limit.Known() {
+			t.Fatalf("the seats, which the metrics show, must still gate: %+v", seats.Limit)
+		}
+	}
+	final, told := rolloutWith(t, ctx, seed("told"), bulkhead.Options{Waves: "25%,100%", Soak: 12 * time.Second, APIServerCPUs: 2}, withoutCPU)
+	halt := told[len(told)-1]
+	cpu, _ := halt.Resource(check.CPU)
+	if final.Phase != state.RolledBack || halt.Verdict != analyze.Halt || len(cpu.Halts) == 0 || cpu.Limit.From != "--apiserver-cpus" {
+		t.Fatalf("told 2 cores, the seed's agent must be halted on CPU from its execution time: %s, %q, CPU %+v", final.Phase, halt.Reasons, cpu.Limit)
+	}
+	t.Logf("blind: %s", decisions[len(decisions)-1].Headline)
+	t.Logf("told: %s", halt.Headline)
+}
+
+func containsSome(lines []string, want string) bool {
+	for _, l := range lines {
+		if strings.Contains(l, want) {
+			return true
+		}
+	}
+	return false
 }
