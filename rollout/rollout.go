@@ -141,6 +141,13 @@ func (e *Engine) Start(ctx context.Context, ds *appsv1.DaemonSet, o Options) (st
 	if b.start.OriginalStrategy.Type == "" {
 		b.start.OriginalStrategy = defaultStrategy()
 	}
+	stored, err := execute.ServerTemplate(ctx, e.Client, current, ds)
+	if err != nil {
+		return state.State{}, err
+	}
+	if b.start.Revision, err = execute.TemplateRevision(stored); err != nil {
+		return state.State{}, err
+	}
 	st, err := state.New(b.start, time.Now())
 	if err != nil {
 		return state.State{}, err

@@ -302,6 +302,10 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 	manifest := labtest.AgentDaemonSet(ns, name, "agent:v1", seedAgent)
 	o := follow(t, ns, name)
 	probe := probeP99(t, ctx)
+	before, err := lab.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := lab.Client.AppsV1().DaemonSets(ns).Create(ctx, manifest.DeepCopy(), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -315,6 +319,8 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneThroughReappliesAndObserveRecordsTheHa
 	reapplies := stopReapplying()
 	p99, failed := probe()
 	t.Logf("halted: %s (%d re-applies; ordinary GET p99 %v)", st.Halted.Headline, reapplies, p99)
+	// Wave 1's LISTs were served (not refused by RBAC): the halt measured real load.
+	lab.RequireAgentsServed(ctx, t, before, ns+"/"+name)
 
 	cpu := st.Halted.Resources[check.CPU]
 	if st.Halted.Wave != 1 || !strings.Contains(st.Reason, "cpu: ") || cpu.Predicted == nil || cpu.Predicted.Mean <= st.Limits[check.CPU].Value {

@@ -185,9 +185,9 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	if !sleep(ctx, opts.RestartDNSAt) {
 		return run, ctx.Err()
 	}
-	if crashLooping(ctx, lab) {
+	if restarts, looping := apiServerRestarts(ctx, lab); looping {
 		say("the apiserver is crash-looping: restarting the DNS servers at its next death, when a restarted DNS pod needs it most")
-		awaitAPIServerDown(ctx, lab, time.Minute)
+		awaitNextDeath(ctx, lab, restarts, time.Minute)
 	}
 	run.DNSRestartAt = time.Since(rec.start).Seconds()
 	for _, s := range servers {
@@ -217,21 +217,26 @@ func replay(ctx context.Context, opts Options, mode Mode, progress io.Writer) (R
 	return run, nil
 }
 
-// crashLooping tells whether the lab's apiserver has died and been restarted.
-func crashLooping(ctx context.Context, lab *labtest.Lab) bool {
+// apiServerRestarts is how often the lab restarted its apiserver so far; looping says it has.
+func apiServerRestarts(ctx context.Context, lab *labtest.Lab) (int, bool) {
 	st, err := lab.Status(ctx)
-	return err == nil && st.ComponentRestarts["kube-apiserver"] > 0
+	if err != nil {
+		return 0, false
+	}
+	n := st.ComponentRestarts["kube-apiserver"]
+	return n, n > 0
 }
 
-// awaitAPIServerDown returns once the lab's apiserver does not answer its health check, or after
-// limit.
-func awaitAPIServerDown(ctx context.Context, lab *labtest.Lab, limit time.Duration) {
+// awaitNextDeath returns once the lab restarts its apiserver again — the start of a fresh
+// outage, the apiserver's start-up still ahead — or after limit. Returning while it is down
+// already would be no test: it may come back a second later and feed a restarted DNS pod.
+func awaitNextDeath(ctx context.Context, lab *labtest.Lab, restarts int, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		if st, err := lab.Status(ctx); err == nil && !st.APIServerUp {
+		if n, _ := apiServerRestarts(ctx, lab); n > restarts {
 			return
 		}
-		if !sleep(ctx, 500*time.Millisecond) {
+		if !sleep(ctx, 250*time.Millisecond) {
 			return
 		}
 	}

@@ -300,6 +300,23 @@ func TestAnalyzeAnUpdateSeparatesOldFromNewCost(t *testing.T) {
 	}
 }
 
+func TestAnUpdateWithoutABaselineProceedsWhenEvenChargingTheOldAgentsFits(t *testing.T) {
+	// Every wave mixes the versions in the same proportion, so their costs cannot be told
+	// apart; 198 old and 2 new agents together use 0.002 cores. Charged to the 2 new ones, 200
+	// would need 0.2 cores, within 0.5: it proceeds, and says how it bounded the cost.
+	light := use{cpu: 0.002, seats: 0.02, requests: 0.2}
+	d := Analyze(Observations{Wave: check.Wave{
+		Number: 1, Fleet: 200, Soak: 60 * time.Second, Elapsed: 80 * time.Second,
+		Agents:    check.Agents{Desired: 2, Ready: 2, Started: 2, Old: 198, ReadyAt: 10 * time.Second},
+		Intervals: intervals(80*time.Second, light, light),
+		Reference: check.Reference{ServerCPU: predict.Estimate{Mean: baseCPU, SE: 0.005, Samples: 12}},
+		Limits:    limits(),
+	}})
+	if d.Verdict != Proceed || !containsSome(d.Notes, "charging the old agents' demand to the new ones (an upper bound)") {
+		t.Fatalf("%s %q %q notes %q", d.Verdict, d.Headline, d.Reasons, d.Notes)
+	}
+}
+
 func TestAnalyzeRefusesAnUpdateWhoseCurrentVersionIsAlreadyOverBudget(t *testing.T) {
 	heavy := use{cpu: 0.8, seats: 80, requests: 20}
 	d := Analyze(Observations{Wave: check.Wave{

@@ -144,11 +144,17 @@ func judge(w Wave, m meter, load Load) Result {
 		return res
 	}
 	cost, err := predict.FitCost(points)
+	unseparated := errors.Is(err, predict.ErrCannotSeparate)
+	if unseparated {
+		// Without an all-old point the old agents' share is unknown. Charging all of each
+		// wave's demand to its new agents bounds their cost from above (old agents cost ≥ 0):
+		// a fleet that fits even so proceeds; one that does not holds for a better measurement
+		// (unseparatedOver), as it may be the old agents' cost.
+		points = chargedToNew(points)
+		res.Notes = append(res.Notes, fmt.Sprintf("%s: %v; charging the old agents' demand to the new ones (an upper bound)", m.resource, err))
+		cost, err = predict.FitCost(points)
+	}
 	switch {
-	case errors.Is(err, predict.ErrCannotSeparate):
-		res.Holds = append(res.Holds, err.Error())
-		res.Phrase = use
-		return res
 	case err != nil:
 		res.Phrase = who + ": no steady measurement yet"
 		return res
@@ -180,6 +186,7 @@ func judge(w Wave, m meter, load Load) Result {
 		return res
 	}
 	enough := steady.Samples >= w.Timing.MinSteadySamples
+	halted := len(res.Halts)
 	over := fmt.Sprintf("%s: %s, over the budget of %s", m.resource, need, Amount(m.resource, limit.Value))
 	switch {
 	case res.Bound && p.Total.High() > limit.Value:
@@ -201,6 +208,11 @@ func judge(w Wave, m meter, load Load) Result {
 			res.Holds = append(res.Holds, fmt.Sprintf("%s: %s: the interval straddles the budget of %s, soaking longer", m.resource, need, Amount(m.resource, limit.Value)))
 		}
 	}
+	if unseparated && len(res.Halts) > halted && !w.Exhausted() {
+		res.Holds = append(res.Holds, fmt.Sprintf("%s: the old and new versions' costs cannot be told apart and charging all to the new one is over the budget; %v",
+			m.resource, predict.ErrCannotSeparate))
+		res.Halts = res.Halts[:halted]
+	}
 	burstPeak := res.Measurement.BurstPeakPerAgent
 	for _, r := range w.History {
 		burstPeak = math.Max(burstPeak, r.Resources[m.resource].BurstPeakPerAgent)
@@ -208,6 +220,17 @@ func judge(w Wave, m meter, load Load) Result {
 	room := limit.Value / scale(load.Now)
 	res.MaxNextWave = cost.MaxNextWave(w.Agents.Old, w.Agents.Desired, burstPeak/scale(load.Now), room, w.Fleet-w.Agents.Desired)
 	return res
+}
+
+// chargedToNew attributes each point's whole demand to its new agents.
+func chargedToNew(pts []predict.Point) []predict.Point {
+	out := make([]predict.Point, 0, len(pts))
+	for _, p := range pts {
+		if p.New > 0 {
+			out = append(out, predict.Point{New: p.New, Demand: p.Demand})
+		}
+	}
+	return out
 }
 
 // points are the earlier waves' steady demands for a resource, rescaled to an idle server when

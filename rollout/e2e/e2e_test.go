@@ -276,7 +276,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{"not a DaemonSet", []string{"rollout", "apply", "-f", deployment}, "not an apps/v1 DaemonSet"},
+		{"not a DaemonSet", []string{"rollout", "apply", "-f", deployment}, "no apps/v1 DaemonSet among its 1 objects (Deployment agent)"},
 		{"malformed YAML", []string{"rollout", "apply", "-f", malformed}, "manifest"},
 		{"waves not increasing", []string{"rollout", "apply", "-f", good, "--waves", "5%,1%,100%"}, `item 2 ("1%"): waves must strictly increase`},
 		{"waves not ending at 100%", []string{"rollout", "apply", "-f", good, "--waves", "1%,50%"}, "must end with 100%"},
@@ -285,7 +285,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"budget of an unknown resource", []string{"rollout", "apply", "-f", good, "--budget", "cpu=20%,disk=5%"}, `unknown resource "disk"`},
 		{"memory that is not a quantity", []string{"rollout", "apply", "-f", good, "--apiserver-memory", "lots"}, `--apiserver-memory "lots": want a positive quantity`},
 		{"negative CPUs", []string{"rollout", "apply", "-f", good, "--apiserver-cpus", "-1"}, "--apiserver-cpus -1 must not be negative"},
-		{"no manifest", []string{"rollout", "apply"}, "-f: the DaemonSet manifest is required"},
+		{"no manifest", []string{"rollout", "apply"}, "-f: the manifest is required"},
 		{"report in a missing directory", []string{"rollout", "apply", "-f", good, "--report", filepath.Join(dir, "nope", "r.html")}, "does not exist"},
 		{"the default service account", []string{"rollout", "apply", "-f", defaultSA}, "default service account"},
 		{"status of an unknown DaemonSet", []string{"rollout", "status", "nope", "-n", ns}, `daemonsets.apps "nope" not found`},

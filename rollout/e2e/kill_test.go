@@ -114,9 +114,9 @@ func TestAKill9MidWaveThenResumeCompletesTheUpdate(t *testing.T) {
 	perNode := map[string]int{}
 	for _, p := range pods {
 		perNode[p.Spec.NodeName]++
-		if p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey] != current || !podReady(&p) {
+		if p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey] != current || !execute.PodReady(&p) {
 			t.Fatalf("pod %s on %s: revision %s ready %v; want %s and Ready", p.Name, p.Spec.NodeName,
-				p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey], podReady(&p), current)
+				p.Labels[appsv1.DefaultDaemonSetUniqueLabelKey], execute.PodReady(&p), current)
 		}
 	}
 	if len(perNode) != nodes {
@@ -211,13 +211,4 @@ func podsAt(t *testing.T, ctx context.Context, ns, name, hash string) map[string
 		}
 	}
 	return out
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

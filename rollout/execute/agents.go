@@ -31,14 +31,15 @@ func CountAgents(ctx context.Context, client kubernetes.Interface, ds *appsv1.Da
 			continue
 		}
 		c.New++
-		if podReady(&pods[i]) {
+		if PodReady(&pods[i]) {
 			c.NewReady++
 		}
 	}
 	return c, nil
 }
 
-func podReady(p *corev1.Pod) bool {
+// PodReady says whether the pod's Ready condition is true.
+func PodReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
 			return c.Status == corev1.ConditionTrue

@@ -61,6 +61,28 @@ func StartCreate(ctx context.Context, client kubernetes.Interface, ds *appsv1.Da
 // fixed, so rolling out the same template again changes nothing.
 const GuardedPodAnnotation = "rollout.bulkhead.dev/guarded"
 
+// ServerTemplate is ds's pod template as the API server would store it — defaulted and
+// mutated by admission — from a dry run of the write that would start its rollout (current is
+// nil for a new DaemonSet). A revision is only comparable across reads when it names the
+// stored template: a manifest's lacks every default.
+func ServerTemplate(ctx context.Context, client kubernetes.Interface, current, ds *appsv1.DaemonSet) (corev1.PodTemplateSpec, error) {
+	dryRun := []string{metav1.DryRunAll}
+	if current == nil {
+		out, err := client.AppsV1().DaemonSets(ds.Namespace).Create(ctx, ds, metav1.CreateOptions{DryRun: dryRun, FieldManager: fieldManager})
+		if err != nil {
+			return corev1.PodTemplateSpec{}, fmt.Errorf("dry-run create of DaemonSet %s/%s: %w", ds.Namespace, ds.Name, err)
+		}
+		return out.Spec.Template, nil
+	}
+	next := current.DeepCopy()
+	next.Spec.Template = ds.Spec.Template
+	out, err := client.AppsV1().DaemonSets(current.Namespace).Update(ctx, next, metav1.UpdateOptions{DryRun: dryRun, FieldManager: fieldManager})
+	if err != nil {
+		return corev1.PodTemplateSpec{}, fmt.Errorf("dry-run update of DaemonSet %s/%s: %w", current.Namespace, current.Name, err)
+	}
+	return out.Spec.Template, nil
+}
+
 // StartUpdate switches an existing DaemonSet to OnDelete, gives it the new template (marked
 // with GuardedPodAnnotation) and records the rollout's state, in one update guarded by the
 // resourceVersion read: the controller restarts no pod by itself from here on.

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/bulkhead-dev/bulkhead/rollout/check"
+	"github.com/bulkhead-dev/bulkhead/rollout/execute"
 	"github.com/bulkhead-dev/bulkhead/rollout/state"
 )
 
@@ -73,7 +74,7 @@ func (p *Pods) Agents(current string, st state.State) (check.Agents, error) {
 			a.Old++
 			continue
 		}
-		if ready(pod) {
+		if execute.PodReady(pod) {
 			a.Ready++
 		}
 		if st.FreshSoak() && !pod.CreationTimestamp.Time.Before(waveStart) {
@@ -83,13 +84,4 @@ func (p *Pods) Agents(current string, st state.State) (check.Agents, error) {
 	a.Ready = min(a.Ready, a.Desired)
 	a.Started = min(a.Started, a.Desired)
 	return a, nil
-}
-
-func ready(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }

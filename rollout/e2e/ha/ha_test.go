@@ -82,10 +82,16 @@ func seed(t *testing.T, ns string, stop bool) (state.State, analyze.Decision, []
 		}()
 	}
 	ds := labtest.AgentDaemonSet(ns, name, "agent:v1", "- list: pods\n  every: 100ms\n")
+	before, err := lab.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	final, err := bulkhead.Apply(ctx, engine, ds, bulkhead.Options{Waves: "25%,100%", Soak: 12 * time.Second})
 	if err != nil {
 		t.Fatalf("rollout: %v", err)
 	}
+	// Served LISTs, not refusals: a stopped replica's connections and the lane's 429s may fail some.
+	lab.RequireAgentsServed(ctx, t, before, ns+"/"+name)
 	return final, halt, lines
 }
 

@@ -112,7 +112,14 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneAndRolledBack(t *testing.T) {
 	// bulkhead's default budget (25% of the API server's CPU), 3 agents already show that 12
 	// would need more than that.
 	ds := labtest.AgentDaemonSet(ns, name, "agent:v1", "- list: pods\n  every: 100ms\n")
+	before, err := lab.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	final, decisions := rollout(t, ctx, ds, "25%,100%")
+	// The halt must come from LISTs the API server served, not from cheap refusals; the lane may
+	// queue or reject the excess (429), so served, not all.
+	lab.RequireAgentsServed(ctx, t, before, ns+"/"+name)
 	if final.Phase != state.RolledBack {
 		t.Fatalf("phase %s, want RolledBack", final.Phase)
 	}
