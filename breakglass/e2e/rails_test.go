@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,21 +212,53 @@ func TestTheBreakGlassTokenShedsAnOrdinaryServiceAccount(t *testing.T) {
 			t.Fatalf("POST %s: HTTP %d %s", c.path, code, msg)
 		}
 	}
-	victim, err := kubernetes.NewForConfig(serviceAccountConfig("victim", "agent"))
+	// The jail lets one request execute at a time (kube-apiserver runs a zero-seat level's request
+	// when nothing else of it executes: breakglass/README.md) and rejects the rest at once, so
+	// the account sends 8 LISTs of every pod at a time; at least one must come back 429 from the
+	// shed's flow schema. Plain HTTP, one attempt per request: client-go would retry a 429 ten
+	// times.
+	created, err := lab.Client.FlowcontrolV1().FlowSchemas().Get(ctx, schema.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One attempt per request: client-go retries a 429 up to ten times, after its Retry-After,
-	// and a request still retrying when the poll's time is up answers with the deadline, not
-	// the 429 it got.
-	var last error
+	victimConfig := serviceAccountConfig("victim", "agent")
+	victim, err := rest.HTTPClientFor(victimConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	answers := map[string]int{}
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		last = victim.CoreV1().RESTClient().Get().Resource("nodes").Name("node-0000").MaxRetries(0).Do(ctx).Error()
-		return apierrors.IsTooManyRequests(last), nil
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				answer := "no request"
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, victimConfig.Host+"/api/v1/pods", nil)
+				if err == nil {
+					var resp *http.Response
+					if resp, err = victim.Do(req); err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						answer = fmt.Sprintf("HTTP %d, flow schema UID %s", resp.StatusCode, resp.Header.Get("X-Kubernetes-PF-FlowSchema-UID"))
+					}
+				}
+				if err != nil {
+					answer = err.Error()
+				}
+				mu.Lock()
+				answers[answer]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return answers[fmt.Sprintf("HTTP %d, flow schema UID %s", http.StatusTooManyRequests, created.UID)] > 0, nil
 	})
 	if err != nil {
-		t.Fatalf("the shed did not hold: the account's requests are not rejected (last answer: %v)", last)
+		t.Fatalf("the shed did not hold: none of the account's concurrent LISTs was rejected by it (answers: %v; the shed's UID %s)", answers, created.UID)
 	}
+	t.Logf("the account's concurrent LISTs: %v (the shed's UID %s)", answers, created.UID)
 	for _, path := range []string{"/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas/" + schema.Name,
 		"/apis/flowcontrol.apiserver.k8s.io/v1/prioritylevelconfigurations/" + level.Name} {
 		if code, msg := h.do(t, http.MethodDelete, path, nil); code != http.StatusOK {
