@@ -270,6 +270,11 @@ func (e *Engine) Adopt(ctx context.Context, ds *appsv1.DaemonSet, o Options) (st
 		if kind == state.Create && !observe {
 			d.Spec.Template.Spec = execute.Gate(execute.UserTemplate(d.Spec.Template).Spec, st.NodeLabel)
 		}
+		if kind == state.Update && !observe {
+			// As StartUpdate does: the new pods carry the mark the break-glass identity needs
+			// to delete them in a rollback.
+			execute.MarkGuarded(&d.Spec.Template)
+		}
 		return nil
 	})
 	if err != nil {

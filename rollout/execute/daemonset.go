@@ -83,16 +83,21 @@ func ServerTemplate(ctx context.Context, client kubernetes.Interface, current, d
 	return out.Spec.Template, nil
 }
 
+// MarkGuarded marks a template with GuardedPodAnnotation.
+func MarkGuarded(t *corev1.PodTemplateSpec) {
+	if t.Annotations == nil {
+		t.Annotations = map[string]string{}
+	}
+	t.Annotations[GuardedPodAnnotation] = "true"
+}
+
 // StartUpdate switches an existing DaemonSet to OnDelete, gives it the new template (marked
 // with GuardedPodAnnotation) and records the rollout's state, in one update guarded by the
 // resourceVersion read: the controller restarts no pod by itself from here on.
 func StartUpdate(ctx context.Context, client kubernetes.Interface, current *appsv1.DaemonSet, template corev1.PodTemplateSpec, st state.State) (*appsv1.DaemonSet, error) {
 	next := current.DeepCopy()
 	next.Spec.Template = *template.DeepCopy()
-	if next.Spec.Template.Annotations == nil {
-		next.Spec.Template.Annotations = map[string]string{}
-	}
-	next.Spec.Template.Annotations[GuardedPodAnnotation] = "true"
+	MarkGuarded(&next.Spec.Template)
 	next.Spec.UpdateStrategy = onDelete
 	if err := setState(next, st); err != nil {
 		return nil, err
