@@ -317,6 +317,28 @@ func TestAnUpdateWithoutABaselineProceedsWhenEvenChargingTheOldAgentsFits(t *tes
 	}
 }
 
+func TestAShortSoakWaitsForEnoughWholeIntervalsBeforeGivingUp(t *testing.T) {
+	// A 10-s soak with 5-s scrapes, agents Ready at 12 s: 30 s later (3 × soak) the steady
+	// window, from Ready + 15 s = 27 s, holds two whole intervals (30–35 s, 35–40 s). That
+	// holds; once the window has had room for four intervals, it halts.
+	light := use{cpu: 0.001, seats: 0.01, requests: 0.2}
+	all := intervals(40*time.Second, light, light)
+	o := Observations{Wave: check.Wave{
+		Number: 1, Fleet: 12, Soak: 10 * time.Second, Elapsed: 42 * time.Second,
+		Agents:    check.Agents{Desired: 3, Ready: 3, Started: 3, ReadyAt: 12 * time.Second},
+		Intervals: all[3:], // 15–20 s on: the meter began with the wave's pods
+		Reference: check.Reference{ServerCPU: predict.Estimate{Mean: baseCPU, SE: 0.005, Samples: 6}},
+		Limits:    limits(),
+	}}
+	if d := Analyze(o); d.Verdict != Hold || !containsSome(d.Reasons, "too little steady data: 2 steady samples, want 3") {
+		t.Fatalf("%s %q: want a hold for a third interval", d.Verdict, d.Reasons)
+	}
+	o.Wave.Elapsed = 47 * time.Second // the steady window has had 20 s: room for four
+	if d := Analyze(o); d.Verdict != Halt || !containsSome(d.Reasons, "no usable steady-state measurement") {
+		t.Fatalf("%s %q: want a halt once the window had room for four intervals", d.Verdict, d.Reasons)
+	}
+}
+
 func TestAnalyzeRefusesAnUpdateWhoseCurrentVersionIsAlreadyOverBudget(t *testing.T) {
 	heavy := use{cpu: 0.8, seats: 80, requests: 20}
 	d := Analyze(Observations{Wave: check.Wave{
