@@ -54,7 +54,7 @@ func StatusOf(ds *appsv1.DaemonSet) (s v1alpha1.RolloutStatusStatus, ok bool, er
 	case rec != nil:
 		s.Message = rec.Headline
 	}
-	lead := -1.0
+	lead, over := -1.0, false
 	for _, r := range check.Resources {
 		l, known := st.Limits[r]
 		if rec == nil || !known || !l.Known() {
@@ -66,8 +66,11 @@ func StatusOf(ds *appsv1.DaemonSet) (s v1alpha1.RolloutStatusStatus, ok bool, er
 		}
 		s.Resources = append(s.Resources, v1alpha1.ResourceStatus{Resource: string(r), Unit: report.Unit(r),
 			Predicted: p.Mean, PredictedLow: p.Low, PredictedHigh: p.High, Budget: l.Value, Share: l.Share})
-		if l.Value > 0 && p.Mean/l.Value > lead {
-			lead = p.Mean / l.Value
+		// The resource shown is the one the decision leads with: the first over its budget in
+		// check.Resources' order (CPU, the one that runs out first), else the nearest to it.
+		ratio := p.Mean / l.Value
+		if l.Value > 0 && !over && (ratio > 1 || ratio > lead) {
+			lead, over = ratio, ratio > 1
 			s.Resource, s.Predicted = string(r), check.Amount(r, p.Mean)
 			s.Budget = fmt.Sprintf("%s (%g%%)", check.Amount(r, l.Value), l.Share)
 		}

@@ -33,7 +33,9 @@ func TestARolloutStatusShowsPhaseWaveAndThePredictionAgainstTheBudget(t *testing
 		return check.Measured{Steady: predict.Estimate{Mean: mean / 100, Samples: 5}, Predicted: &check.Interval95{Mean: mean, Low: mean * 0.8, High: mean * 1.2}}
 	}
 	rec := state.WaveRecord{New: 2, Headline: "wave 1: 2 agents use 0.0500 cores; 200 agents would need 5.00 cores — halting",
-		Resources: map[check.Resource]check.Measured{check.CPU: measured(5), check.Seats: measured(30)}}
+		// Seats are further over their budget than CPU (15× against 10×): CPU, which the decision
+		// leads with, is the one shown.
+		Resources: map[check.Resource]check.Measured{check.CPU: measured(5), check.Seats: measured(900)}}
 	st, err := st.Decided(analyze.Halt, rec, "cpu: 200 agents would need 5.00 cores, over the budget of 0.500 cores", st.Updated.Add(time.Minute))
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +57,7 @@ func TestARolloutStatusShowsPhaseWaveAndThePredictionAgainstTheBudget(t *testing
 		t.Fatalf("status\n got %+v\nwant %+v", s, want)
 	}
 	full, _, _ := StatusOf(ds)
-	if len(full.Resources) != 2 || full.Resources[1].Resource != "seats" || full.Resources[1].Budget != 60 || full.Resources[1].Predicted != 30 || full.Updated == nil {
+	if len(full.Resources) != 2 || full.Resources[1].Resource != "seats" || full.Resources[1].Budget != 60 || full.Resources[1].Predicted != 900 || full.Updated == nil {
 		t.Fatalf("per resource: %+v (updated %v); want CPU and seats with their budgets", full.Resources, full.Updated)
 	}
 }

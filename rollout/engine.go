@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/bulkhead-dev/bulkhead/apf"
 	"github.com/bulkhead-dev/bulkhead/rollout/analyze"
 	"github.com/bulkhead-dev/bulkhead/rollout/check"
 	"github.com/bulkhead-dev/bulkhead/rollout/execute"
@@ -254,7 +255,7 @@ func (e *Engine) soak(ctx context.Context, ds *appsv1.DaemonSet, st state.State)
 	if err != nil {
 		return Result{State: st}, err
 	}
-	obs := s.tracker.Observations(st, agents, e.Meter.Latest(), soak.BeforeReading(st.Before), now)
+	obs := s.tracker.Observations(st, agents, e.Meter.Latest(), soak.BeforeReading(st.Before), now, apf.CompartmentName(ds.Namespace, ds.Name))
 	obs.Wave.Timing, obs.Guards = e.Timing, e.Guards
 	d := analyze.Analyze(obs)
 	if e.Decisions != nil {

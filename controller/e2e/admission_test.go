@@ -80,7 +80,7 @@ func TestANewDaemonSetInScopeGetsNoPodWhileTheControllerIsDown(t *testing.T) {
 		{agent("agents", "telemetry", "agent:v1"), "", true},
 		{agent("other", "telemetry", "agent:v1"), "", false},
 		{agent("kube-system", "telemetry", "agent:v1"), "", false},
-		{agent("bulkhead", "telemetry", "agent:v1"), "", false},
+		{restricted(agent("bulkhead", "telemetry", "agent:v1")), "", false},
 		{optedOut, "", false},
 		// bulkhead's own writes (bulkhead rollout apply gates the DaemonSet itself).
 		{agent("agents", "by-bulkhead", "agent:v1"), hold.FieldManager, false},
@@ -408,4 +408,17 @@ func TestAHaltedPodTemplateIsRefusedWhenReappliedAndANewOneIsHeld(t *testing.T) 
 	if err != nil || hold.Held(v3) != hold.HeldUpdate || v3.Spec.UpdateStrategy.Type != appsv1.OnDeleteDaemonSetStrategyType {
 		t.Fatalf("v3: %v, %s", err, describe(v3))
 	}
+}
+
+// restricted makes an agent's pods pass the "restricted" Pod Security level, which the bulkhead
+// namespace enforces (breakglass's manifest).
+func restricted(ds *appsv1.DaemonSet) *appsv1.DaemonSet {
+	no, yes := false, true
+	spec := &ds.Spec.Template.Spec
+	spec.SecurityContext = &corev1.PodSecurityContext{RunAsNonRoot: &yes, SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+	for i := range spec.Containers {
+		spec.Containers[i].SecurityContext = &corev1.SecurityContext{AllowPrivilegeEscalation: &no,
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}
+	}
+	return ds
 }

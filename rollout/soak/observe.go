@@ -53,10 +53,11 @@ func laneLoad(r controlplane.Reading, lane state.Lane) check.Interval {
 	return iv
 }
 
-// OtherFlows lists every flow but the lane's over a soak window, next to the same flow's
-// figures in a Reading from before the rollout (a flow absent then had no rejections and no
-// wait).
-func OtherFlows(window, before controlplane.Reading, lane state.Lane) []check.Flow {
+// OtherFlows lists every flow but the lane's and the DaemonSet's own (own: its standing
+// compartment, where its old agents run during an update — their load is the rollout's, not
+// collateral damage) over a soak window, next to the same flow's figures in a Reading from
+// before the rollout (a flow absent then had no rejections and no wait).
+func OtherFlows(window, before controlplane.Reading, lane state.Lane, own ...string) []check.Flow {
 	type key struct{ fs, pl string }
 	base := map[key]controlplane.FlowLoad{}
 	for _, f := range before.Flows {
@@ -64,7 +65,7 @@ func OtherFlows(window, before controlplane.Reading, lane state.Lane) []check.Fl
 	}
 	var out []check.Flow
 	for _, f := range window.Flows {
-		if f.FlowSchema == lane.FlowSchema {
+		if f.FlowSchema == lane.FlowSchema || slices.Contains(own, f.FlowSchema) {
 			continue
 		}
 		b := base[key{f.FlowSchema, f.PriorityLevel}]

@@ -59,8 +59,10 @@ func TestOtherFlowsComparesWithBeforeTheRollout(t *testing.T) {
 	window := reading(60,
 		controlplane.FlowLoad{FlowSchema: lane.FlowSchema, PriorityLevel: lane.PriorityLevel, RejectedPerSecond: 50},
 		controlplane.FlowLoad{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSecond: 3, Wait: controlplane.Quantile{Count: 100, P99Seconds: 0.9}},
-		controlplane.FlowLoad{FlowSchema: "global-default", PriorityLevel: "global-default", RejectedPerSecond: 1})
-	got := OtherFlows(window, before, lane)
+		controlplane.FlowLoad{FlowSchema: "global-default", PriorityLevel: "global-default", RejectedPerSecond: 1},
+		// The DaemonSet's own compartment, where its old agents run during an update.
+		controlplane.FlowLoad{FlowSchema: "bulkhead-compartment-ns.agent", PriorityLevel: "bulkhead-compartment-ns.agent", RejectedPerSecond: 2})
+	got := OtherFlows(window, before, lane, "bulkhead-compartment-ns.agent")
 	want := []check.Flow{
 		{FlowSchema: "service-accounts", PriorityLevel: "workload-low", RejectedPerSec: 3, BaselineRejectedPerSec: 0.5,
 			WaitP99: 900 * time.Millisecond, BaselineWaitP99: 10 * time.Millisecond},

@@ -75,7 +75,7 @@ func (t *Tracker) Intervals() []check.Interval { return t.intervals }
 // Observations are what analyze judges at now: the intervals, the agents (their ReadyAt is
 // remembered from the first call that saw them all Ready), the SLIs and the other flows over the
 // soak so far against before, the reading taken before the rollout.
-func (t *Tracker) Observations(st state.State, agents check.Agents, latest controlplane.Snapshot, before controlplane.Reading, now time.Time) analyze.Observations {
+func (t *Tracker) Observations(st state.State, agents check.Agents, latest controlplane.Snapshot, before controlplane.Reading, now time.Time, own ...string) analyze.Observations {
 	elapsed := now.Sub(t.start)
 	if agents.Ready == agents.Desired && t.readyAt < 0 {
 		t.readyAt = elapsed
@@ -91,7 +91,7 @@ func (t *Tracker) Observations(st state.State, agents check.Agents, latest contr
 	if st.Reference != nil {
 		w.Reference = *st.Reference
 	}
-	o := analyze.Observations{Wave: w, SLIs: SLIs(window), Others: OtherFlows(window, before, st.Lane)}
+	o := analyze.Observations{Wave: w, SLIs: SLIs(window), Others: OtherFlows(window, before, st.Lane, own...)}
 	for _, replica := range slices.Sorted(maps.Keys(t.skipped)) {
 		o.Notes = append(o.Notes, fmt.Sprintf("API server %s could not be read in %d scrape intervals: they are left out, not counted as idle", replica, t.skipped[replica]))
 	}
