@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/bulkhead-dev/bulkhead/controller/api/v1alpha1"
 	"github.com/bulkhead-dev/bulkhead/controller/hold"
@@ -327,14 +328,20 @@ func TestAHaltedPodTemplateIsRefusedWhenReappliedAndANewOneIsHeld(t *testing.T) 
 	})
 	// What the rollout core does, written as bulkhead (admission lets its writes through):
 	// finish v1 (release the hold), later roll back a halted v2.
+	// A conflict re-reads and retries, as the rollout core's writes do: the DaemonSet
+	// controller's status updates move the resourceVersion under any read.
 	asBulkhead := func(change func(*appsv1.DaemonSet)) *appsv1.DaemonSet {
 		t.Helper()
-		cur, err := lab.Client.AppsV1().DaemonSets("halts").Get(ctx, "agent", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		change(cur)
-		out, err := lab.Client.AppsV1().DaemonSets("halts").Update(ctx, cur, metav1.UpdateOptions{FieldManager: hold.FieldManager})
+		var out *appsv1.DaemonSet
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur, err := lab.Client.AppsV1().DaemonSets("halts").Get(ctx, "agent", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			change(cur)
+			out, err = lab.Client.AppsV1().DaemonSets("halts").Update(ctx, cur, metav1.UpdateOptions{FieldManager: hold.FieldManager})
+			return err
+		})
 		if err != nil {
 			t.Fatalf("bulkhead's write: %v", err)
 		}
