@@ -124,11 +124,7 @@ const maxReason = 1000
 // an update of ds that brings template back. It is owned by ds, so it goes with it.
 func HaltedRecord(ds *appsv1.DaemonSet, template corev1.PodTemplateSpec, reason string) (*corev1.PodTemplate, error) {
 	// The record is compared with what a client re-applies, which never carries bulkhead's mark.
-	user := UserTemplate(template)
-	delete(user.Annotations, GuardedPodAnnotation)
-	if len(user.Annotations) == 0 {
-		user.Annotations = nil
-	}
+	user := unmarked(UserTemplate(template))
 	rev, err := TemplateRevision(user)
 	if err != nil {
 		return nil, err

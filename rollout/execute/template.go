@@ -46,15 +46,19 @@ func gateKeys(spec corev1.PodSpec) []string {
 // GuardedPodAnnotation (StartUpdate's mark, written after the revision was recorded) or not,
 // has the same revision. A rollout records the revision it rolls out (state.State.Revision).
 func TemplateRevision(t corev1.PodTemplateSpec) (string, error) {
-	user := UserTemplate(t)
-	delete(user.Annotations, GuardedPodAnnotation)
-	if len(user.Annotations) == 0 {
-		user.Annotations = nil
-	}
-	data, err := json.Marshal(user)
+	data, err := json.Marshal(unmarked(UserTemplate(t)))
 	if err != nil {
 		return "", fmt.Errorf("encode pod template: %w", err)
 	}
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])[:16], nil
+}
+
+// unmarked is t without GuardedPodAnnotation, bulkhead's mark that no client ever writes.
+func unmarked(t corev1.PodTemplateSpec) corev1.PodTemplateSpec {
+	delete(t.Annotations, GuardedPodAnnotation)
+	if len(t.Annotations) == 0 {
+		t.Annotations = nil
+	}
+	return t
 }
