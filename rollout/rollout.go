@@ -424,9 +424,6 @@ func (e *Engine) begin(ctx context.Context, ds *appsv1.DaemonSet, o Options) (be
 		WavesSpec: o.Waves, Targets: targets, Eligible: eligible, Soak: o.Soak, Budget: budget, Limits: limits,
 		Lane: lane, OriginalStrategy: ds.Spec.UpdateStrategy, Before: soak.Baseline(before, lane),
 	}
-	if b.start.Revision, err = execute.TemplateRevision(ds.Spec.Template); err != nil {
-		return beginning{}, err
-	}
 	return b, nil
 }
 
