@@ -112,7 +112,8 @@ type runRow struct {
 	probeP99       time.Duration
 	requestsPerMin float64
 	elapsed        time.Duration
-	// cpuTruth is the servers' CPU with the whole fleet running minus without, when it ran.
+	// cpuTruth is the servers' CPU with the whole fleet running minus without it (the mean of a
+	// minute before the rollout and one after the agents are gone), when it ran.
 	cpuTruth, cpuTruthSE float64
 }
 
@@ -158,15 +159,21 @@ func run(b *testing.B, ctx context.Context, probe *probeWatch, sc scenario, ns s
 			row.readyToDecide = s.ReadyToDecision
 		}
 	}
+	var with meanSE
 	if r.Phase == "Complete" {
-		with := cpuOver(b, ctx, time.Minute)
-		row.cpuTruth = with.mean - without.mean
-		row.cpuTruthSE = with.se + without.se
+		with = cpuOver(b, ctx, time.Minute)
 	}
 	fmt.Printf("--- %s: bulkhead's output:\n%s\n", sc.name, out.String())
 	propagation := metav1.DeletePropagationBackground
 	_ = lab.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{PropagationPolicy: &propagation})
-	time.Sleep(30 * time.Second) // the agents' pods go before the next run measures its "without"
+	time.Sleep(30 * time.Second) // the agents' pods go before the next measurement without them
+	if r.Phase == "Complete" {
+		// Without the agents before and after: their mean cancels a drift of the servers' own
+		// CPU (a lab settling after its start) that one "without" would charge to the agents.
+		after := cpuOver(b, ctx, time.Minute)
+		row.cpuTruth = with.mean - (without.mean+after.mean)/2
+		row.cpuTruthSE = with.se + (without.se+after.se)/2
+	}
 	return row
 }
 

@@ -100,7 +100,9 @@ func costPerAgent(b *testing.B, ctx context.Context, tw *tabwriter.Writer, sc sc
 			Agents: check.Agents{Desired: n, Ready: n}, Intervals: soaked, Reference: ref,
 			Limits: check.DefaultBudget.Limits(check.Capacity{CPU: 2, Seats: 600})}
 		estimate := check.JudgeResources(w)[0].Measurement.Steady
-		fromExecution := check.Kappa * meanOf(soaked, func(iv check.Interval) float64 { return iv.Executing }).Mean
+		fromExecution := meanOf(soaked, func(iv check.Interval) float64 {
+			return check.LaneCPU(iv.Executing, iv.Dispatched, iv.Utilization())
+		}).Mean
 		fromDifference := meanOf(soaked, cpuOf).Mean - ref.ServerCPU.Mean
 		requests := meanOf(on, func(iv check.Interval) float64 { return iv.Dispatched }).Mean
 		executing := meanOf(on, func(iv check.Interval) float64 { return iv.Executing }).Mean

@@ -48,6 +48,19 @@ type ReplicaUse struct {
 	CPU, Capacity, LaneCPU float64
 }
 
+// Utilization is the fraction of the API servers' CPU capacity they burned in the interval,
+// over the replicas read; 0 when their CPU or capacity is not known.
+func (iv Interval) Utilization() float64 {
+	var capacity float64
+	for _, r := range iv.Replicas {
+		capacity += r.Capacity
+	}
+	if !iv.CPUKnown || capacity <= 0 {
+		return 0
+	}
+	return iv.ServerCPU / capacity
+}
+
 // ordinary is the rate of the lane's requests that were not WATCHes.
 func (iv Interval) ordinary() float64 { return max(0, iv.Dispatched-iv.Watches) }
 

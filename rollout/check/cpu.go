@@ -9,23 +9,27 @@ import (
 
 // The estimate of the lane's CPU from what APF measures of its requests, per second:
 //
-//	CPU ≈ Kappa × execution-seconds + PerRequestCPU × requests dispatched
+//	CPU ≈ Kappa × execution-seconds / Slowdown(ρ) + PerRequestCPU × requests dispatched
 //
-// Kappa is the CPU a request burns per second it executes: one goroutine serialising (and
-// compressing) a response keeps about one core busy. PerRequestCPU is what every request costs
-// outside APF's execution window — TLS, HTTP/2 framing, authentication and authorisation
-// (impersonation included), which run before APF dispatches it. Measured in the lab
-// (rollout/README.md, BenchmarkCostPerAgent): LISTs of 4,000 pods served from the watch cache
-// 0.24 CPU-s each for 0.22 s of execution; per-node LISTs from the cache (resourceVersion 0) 4.8
-// ms of CPU for 2.3 ms of execution; the gap is the per-request 2.5 ms. Requests that wait
-// while they execute — a consistent read waits for etcd's revision, 20 ms for 5 ms of CPU — are
-// overstated: the estimate errs towards halting, and the CPU difference corrects it once a wave
-// is large enough to show. KappaSE and PerRequestCPUSE are the relative uncertainties that
-// weigh the estimate against the difference.
+// Kappa is the CPU a request burns per second it executes on an idle server: one goroutine
+// serialising (and compressing) a response keeps about one core busy. On a server whose CPU is
+// busy a fraction ρ of the time, the same request takes 1/(1 − ρ) as long for the same CPU (the
+// processor-sharing slowdown seats are rescaled with), so execution time is deflated by the
+// servers' utilisation in the interval. PerRequestCPU is what every request costs outside APF's
+// execution window — TLS, HTTP/2 framing, authentication and authorisation (impersonation
+// included), which run before APF dispatches it. Measured in the lab (rollout/README.md,
+// BenchmarkCostPerAgent): LISTs of 4,000 pods from the watch cache burn what they execute once
+// deflated (217 ms of CPU for 265 ms at ρ = 0.17, 249 ± 80 ms for 250 ms at ρ = 0.08);
+// per-node LISTs from the cache (resourceVersion 0) cost 4.0 ± 0.4 ms of CPU for 1.9 ms of
+// deflated execution at 200 agents and 4.2 ± 1.4 ms for 2.4 ms at 50: the gap, 1.8–2.1 ms,
+// is PerRequestCPU. Requests that wait while they execute — a consistent read waits for etcd's
+// revision, 20 ms for 5 ms of CPU — are overstated: the estimate errs towards halting, and the
+// CPU difference corrects it once a wave is large enough to show. KappaSE and PerRequestCPUSE
+// are the relative uncertainties that weigh the estimate against the difference.
 const (
 	Kappa           = 1.0
 	KappaSE         = 0.3
-	PerRequestCPU   = 0.0025
+	PerRequestCPU   = 0.002
 	PerRequestCPUSE = 0.4
 )
 
@@ -70,12 +74,13 @@ func measureCPU(w Wave) predict.Measurement {
 }
 
 // executionCPU is an interval's CPU estimated from the lane's execution time and requests.
-func executionCPU(iv Interval) float64 { return LaneCPU(iv.Executing, iv.Dispatched) }
+func executionCPU(iv Interval) float64 { return LaneCPU(iv.Executing, iv.Dispatched, iv.Utilization()) }
 
 // LaneCPU is the CPU, in cores, of requests that executed executing seconds a second and were
-// dispatched at dispatched a second, as APF's counters price it.
-func LaneCPU(executing, dispatched float64) float64 {
-	return Kappa*executing + PerRequestCPU*dispatched
+// dispatched at dispatched a second on servers whose CPU was busy a fraction utilization of the
+// time (0 when unknown), as APF's counters price it.
+func LaneCPU(executing, dispatched, utilization float64) float64 {
+	return Kappa*executing/predict.Slowdown(utilization) + PerRequestCPU*dispatched
 }
 
 // modelSE is the uncertainty of the estimate from execution time that comes from its constants,
@@ -84,7 +89,7 @@ func modelSE(intervals []Interval, steadyFrom time.Duration, mean float64) float
 	var executing, requests float64
 	for _, iv := range intervals {
 		if iv.End-iv.Span >= steadyFrom {
-			executing += Kappa * iv.Executing * iv.Span.Seconds()
+			executing += Kappa * iv.Executing / predict.Slowdown(iv.Utilization()) * iv.Span.Seconds()
 			requests += PerRequestCPU * iv.Dispatched * iv.Span.Seconds()
 		}
 	}

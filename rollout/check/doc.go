@@ -21,13 +21,15 @@
 //
 // CPU (cores). Two estimates of the lane's CPU per wave, combined by their precision:
 //
-//	from APF's counters  Kappa × the lane's execution-seconds per second + PerRequestCPU × its
-//	                     requests per second: a request keeps about one core busy while it
-//	                     executes, and costs about 2.5 ms outside APF's window (TLS, HTTP/2,
-//	                     authentication, authorisation). Precise at any wave size (the counters
-//	                     are exact), but only as good as its constants: it overstates requests
-//	                     that wait on etcd while they execute, and everything on a busy server,
-//	                     where wall time grows while CPU per request does not.
+//	from APF's counters  Kappa × the lane's execution-seconds per second, deflated by the
+//	                     servers' slowdown 1/(1 − ρ) at their CPU utilisation ρ, +
+//	                     PerRequestCPU × its requests per second: a request keeps about one
+//	                     core busy while it executes on an idle server (on a busy one it takes
+//	                     longer for the same CPU), and costs about 2 ms outside APF's window
+//	                     (TLS, HTTP/2, authentication, authorisation). Precise at any wave size
+//	                     (the counters are exact), but only as good as its constants: it
+//	                     overstates requests that wait on etcd while they execute, and requests
+//	                     slowed by what the servers' own CPU does not show (a busy shared host).
 //	from the difference  the API servers' CPU during the wave minus before it (the reference
 //	                     window: the baseline before wave 1, whose lane CPU is known: nothing
 //	                     for a new DaemonSet, the current version for an update), with the

@@ -30,9 +30,13 @@ func IntervalOf(prev *controlplane.Reading, cur controlplane.Reading, lane state
 			slices.Contains(rep.Load.Resources.Missing, "cpu") {
 			continue
 		}
-		own := laneLoad(controlplane.Reading{Load: *rep.Load}, lane)
-		iv.Replicas = append(iv.Replicas, check.ReplicaUse{Name: rep.Replica, CPU: rep.Load.Resources.CPUCores,
-			Capacity: rep.Load.Resources.CPUCapacityCores, LaneCPU: check.LaneCPU(own.Executing, own.Dispatched)})
+		own, used := laneLoad(controlplane.Reading{Load: *rep.Load}, lane), rep.Load.Resources
+		var utilization float64
+		if used.CPUCapacityCores > 0 {
+			utilization = used.CPUCores / used.CPUCapacityCores
+		}
+		iv.Replicas = append(iv.Replicas, check.ReplicaUse{Name: rep.Replica, CPU: used.CPUCores,
+			Capacity: used.CPUCapacityCores, LaneCPU: check.LaneCPU(own.Executing, own.Dispatched, utilization)})
 	}
 	return iv
 }
