@@ -45,8 +45,9 @@ vet:
 ## test: every test; packages that need the lab share one lab each, run one package at a time
 test: build lab vet test-lab test-product
 
+# The lab module's own tests start no lab: they run in parallel.
 test-lab:
-	cd lab && $(GO) test -count=1 -p 1 ./...
+	cd lab && $(GO) test -count=1 ./...
 
 # Packages whose tests start a lab (e2e, bench, and labtest's own) run one at a time: two labs on a
 # small box slow each other into timeouts. The rest start none and run in parallel.
