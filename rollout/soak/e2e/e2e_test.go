@@ -188,6 +188,9 @@ func TestASourceWithoutCPUMetricsSaysWhatItCannotSeeAndUsesTheFlags(t *testing.T
 			t.Fatalf("the seats, which the metrics show, must still gate: %+v", seats.Limit)
 		}
 	}
+	// The blind rollout completed: its agents keep listing, now in the ordinary service-accounts
+	// flow, and would stand in the told rollout's baseline as collateral damage. They go first.
+	removeAgents(t, ctx, ns, "blind")
 	final, told := rolloutWith(t, ctx, seed("told"), bulkhead.Options{Waves: "25%,100%", Soak: 12 * time.Second, APIServerCPUs: 2}, withoutCPU)
 	halt := told[len(told)-1]
 	cpu, _ := halt.Resource(check.CPU)
@@ -196,6 +199,27 @@ func TestASourceWithoutCPUMetricsSaysWhatItCannotSeeAndUsesTheFlags(t *testing.T
 	}
 	t.Logf("blind: %s", decisions[len(decisions)-1].Headline)
 	t.Logf("told: %s", halt.Headline)
+}
+
+// removeAgents deletes a DaemonSet and waits until its pods, and with them their requests, are
+// gone.
+func removeAgents(t *testing.T, ctx context.Context, ns, name string) {
+	t.Helper()
+	foreground := metav1.DeletePropagationForeground
+	if err := lab.Client.AppsV1().DaemonSets(ns).Delete(ctx, name, metav1.DeleteOptions{PropagationPolicy: &foreground}); err != nil {
+		t.Fatalf("delete %s/%s: %v", ns, name, err)
+	}
+	for {
+		_, err := lab.Client.AppsV1().DaemonSets(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s/%s and its pods still there: %v", ns, name, err)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func containsSome(lines []string, want string) bool {
