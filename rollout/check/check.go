@@ -61,6 +61,15 @@ func (iv Interval) Utilization() float64 {
 	return iv.ServerCPU / capacity
 }
 
+// Utilization is the fraction of the replica's CPU capacity it burned; 0 when its capacity is
+// not known.
+func (r ReplicaUse) Utilization() float64 {
+	if r.Capacity <= 0 {
+		return 0
+	}
+	return r.CPU / r.Capacity
+}
+
 // ordinary is the rate of the lane's requests that were not WATCHes.
 func (iv Interval) ordinary() float64 { return max(0, iv.Dispatched-iv.Watches) }
 

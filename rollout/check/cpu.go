@@ -80,7 +80,13 @@ func executionCPU(iv Interval) float64 { return LaneCPU(iv.Executing, iv.Dispatc
 // dispatched at dispatched a second on servers whose CPU was busy a fraction utilization of the
 // time (0 when unknown), as APF's counters price it.
 func LaneCPU(executing, dispatched, utilization float64) float64 {
-	return Kappa*executing/predict.Slowdown(utilization) + PerRequestCPU*dispatched
+	return executingCPU(executing, utilization) + PerRequestCPU*dispatched
+}
+
+// executingCPU is the part of LaneCPU spent while the requests executed: their execution time
+// deflated by the servers' slowdown.
+func executingCPU(executing, utilization float64) float64 {
+	return Kappa * executing / predict.Slowdown(utilization)
 }
 
 // modelSE is the uncertainty of the estimate from execution time that comes from its constants,
@@ -89,7 +95,7 @@ func modelSE(intervals []Interval, steadyFrom time.Duration, mean float64) float
 	var executing, requests float64
 	for _, iv := range intervals {
 		if iv.End-iv.Span >= steadyFrom {
-			executing += Kappa * iv.Executing / predict.Slowdown(iv.Utilization()) * iv.Span.Seconds()
+			executing += executingCPU(iv.Executing, iv.Utilization()) * iv.Span.Seconds()
 			requests += PerRequestCPU * iv.Dispatched * iv.Span.Seconds()
 		}
 	}

@@ -30,13 +30,10 @@ func IntervalOf(prev *controlplane.Reading, cur controlplane.Reading, lane state
 			slices.Contains(rep.Load.Resources.Missing, "cpu") {
 			continue
 		}
-		own, used := laneLoad(controlplane.Reading{Load: *rep.Load}, lane), rep.Load.Resources
-		var utilization float64
-		if used.CPUCapacityCores > 0 {
-			utilization = used.CPUCores / used.CPUCapacityCores
-		}
-		iv.Replicas = append(iv.Replicas, check.ReplicaUse{Name: rep.Replica, CPU: used.CPUCores,
-			Capacity: used.CPUCapacityCores, LaneCPU: check.LaneCPU(own.Executing, own.Dispatched, utilization)})
+		own := laneLoad(controlplane.Reading{Load: *rep.Load}, lane)
+		use := check.ReplicaUse{Name: rep.Replica, CPU: rep.Load.Resources.CPUCores, Capacity: rep.Load.Resources.CPUCapacityCores}
+		use.LaneCPU = check.LaneCPU(own.Executing, own.Dispatched, use.Utilization())
+		iv.Replicas = append(iv.Replicas, use)
 	}
 	return iv
 }
