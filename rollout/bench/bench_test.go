@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
@@ -112,8 +114,8 @@ type runRow struct {
 	probeP99       time.Duration
 	requestsPerMin float64
 	elapsed        time.Duration
-	// cpuTruth is the servers' CPU with the whole fleet running minus without it (the mean of a
-	// minute before the rollout and one after the agents are gone), when it ran.
+	// cpuTruth is the servers' CPU with the whole fleet's requests on minus off, when it
+	// completed (truthAfterRollout).
 	cpuTruth, cpuTruthSE float64
 }
 
@@ -126,7 +128,6 @@ func run(b *testing.B, ctx context.Context, probe *probeWatch, sc scenario, ns s
 	if err := os.WriteFile(file, []byte(manifest(ns, name, sc.behavior)), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	without := cpuOver(b, ctx, time.Minute)
 	exposed := watchNodes(b, ctx, ns)
 	probe.reset()
 	before := counted(b, ctx)
@@ -159,22 +160,64 @@ func run(b *testing.B, ctx context.Context, probe *probeWatch, sc scenario, ns s
 			row.readyToDecide = s.ReadyToDecision
 		}
 	}
-	var with meanSE
-	if r.Phase == "Complete" {
-		with = cpuOver(b, ctx, time.Minute)
-	}
 	fmt.Printf("--- %s: bulkhead's output:\n%s\n", sc.name, out.String())
+	if r.Phase == "Complete" {
+		truth := truthAfterRollout(b, ctx, ns, sc.behavior)
+		row.cpuTruth, row.cpuTruthSE = truth.mean, truth.se
+	}
 	propagation := metav1.DeletePropagationBackground
 	_ = lab.Client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{PropagationPolicy: &propagation})
-	time.Sleep(30 * time.Second) // the agents' pods go before the next measurement without them
-	if r.Phase == "Complete" {
-		// Without the agents before and after: their mean cancels a drift of the servers' own
-		// CPU (a lab settling after its start) that one "without" would charge to the agents.
-		after := cpuOver(b, ctx, time.Minute)
-		row.cpuTruth = with.mean - (without.mean+after.mean)/2
-		row.cpuTruthSE = with.se + (without.se+after.se)/2
-	}
+	time.Sleep(30 * time.Second) // the agents' pods go before the next run starts
 	return row
+}
+
+// The truth's windows: the fleet's requests off, on, off, … (truthCycles times on), each
+// truthWindow long after truthSettle for the switch to take hold on every pod.
+const (
+	truthCycles = 3
+	truthWindow = 45 * time.Second
+	truthSettle = 15 * time.Second
+)
+
+// truthAfterRollout is what the whole fleet costs the API servers in CPU: with its pods kept
+// where they run and only their requests switched off and on (the lab's behaviour annotation),
+// each window on minus the mean of the windows off on either side, averaged over the cycles,
+// with the error from their spread. Alternating cancels a slow drift of the servers' own CPU
+// (a lab settling after its start, a compaction) that one minute with and one without would
+// charge to the agents; keeping the pods keeps everything else — scheduling, kubelet status,
+// watch events — the same.
+func truthAfterRollout(b *testing.B, ctx context.Context, ns, behavior string) meanSE {
+	pods, err := lab.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	requests := func(on bool) {
+		value := "null"
+		if on {
+			value = strconv.Quote(behavior)
+		}
+		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%s:%s}}}`, strconv.Quote(labtest.BehaviorAnnotation), value))
+		for _, p := range pods.Items {
+			if _, err := lab.Client.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				b.Fatalf("switching %s/%s's requests: %v", ns, p.Name, err)
+			}
+		}
+		time.Sleep(truthSettle)
+	}
+	var off, on []float64
+	for i := 0; i < truthCycles; i++ {
+		requests(false)
+		off = append(off, cpuOver(b, ctx, truthWindow).mean)
+		requests(true)
+		on = append(on, cpuOver(b, ctx, truthWindow).mean)
+	}
+	requests(false)
+	off = append(off, cpuOver(b, ctx, truthWindow).mean)
+	var differences []float64
+	for i, v := range on {
+		differences = append(differences, v-(off[i]+off[i+1])/2)
+	}
+	return spread(differences)
 }
 
 // printRuns prints the runs' tables: a row per wave of each run, then a row per run.
@@ -400,9 +443,21 @@ func batchMeans(values []float64) meanSE {
 	for i := 0; i+3 <= len(values); i += 3 {
 		batches = append(batches, (values[i]+values[i+1]+values[i+2])/3)
 	}
-	if k := float64(len(batches)); k > 1 {
+	m.se = spread(batches).se
+	return m
+}
+
+// spread is the mean of independent values and its standard error.
+func spread(values []float64) meanSE {
+	var m meanSE
+	for _, v := range values {
+		m.mean += v
+	}
+	k := float64(len(values))
+	m.mean /= k
+	if k > 1 {
 		var ss float64
-		for _, v := range batches {
+		for _, v := range values {
 			ss += (v - m.mean) * (v - m.mean)
 		}
 		m.se = math.Sqrt(ss / (k - 1) / k)
