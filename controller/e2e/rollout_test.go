@@ -21,7 +21,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
@@ -487,13 +486,17 @@ func TestAWatchAgentRollsOutThroughAFailoverAndItsCompartmentHoldsItWhenItTurnsB
 		_, err := lab.Client.FlowcontrolV1().FlowSchemas().Get(ctx, compartment, metav1.GetOptions{})
 		return err == nil, fmt.Sprint(err)
 	})
-	behave(t, ctx, ns, name, seedAgent)
+	if err := lab.Behave(ctx, ns, name, seedAgent); err != nil {
+		t.Fatal(err)
+	}
 	before := flowTotals(t, ctx, compartment)
 	probe := probeP99(t, ctx)
 	time.Sleep(30 * time.Second)
 	p99, failed := probe()
 	after := flowTotals(t, ctx, compartment)
-	behave(t, ctx, ns, name, watchAgent)
+	if err := lab.Behave(ctx, ns, name, watchAgent); err != nil {
+		t.Fatal(err)
+	}
 	dispatched, waits := after.dispatched-before.dispatched, after.waits-before.waits
 	meanWait := time.Duration((after.waitSeconds - before.waitSeconds) / max(waits, 1) * float64(time.Second))
 	t.Logf("turned bad in its compartment: %.0f requests dispatched, %.0f rejected, mean queue wait %v; ordinary GET p99 %v",
@@ -539,22 +542,6 @@ func TestAWatchAgentRollsOutThroughAFailoverAndItsCompartmentHoldsItWhenItTurnsB
 		t.Fatalf("re-applying the aborted template was not refused with its reason")
 	}
 	noForbidden(t, standby)
-}
-
-// behave gives every running pod of the DaemonSet a new behaviour, as a configuration change
-// without a new pod template would: the lab's emulator follows it.
-func behave(t testing.TB, ctx context.Context, ns, name, behavior string) {
-	t.Helper()
-	pods, err := lab.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, labtest.BehaviorAnnotation, behavior)
-	for _, p := range pods.Items {
-		if _, err := lab.Client.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-			t.Fatalf("pod %s: %v", p.Name, err)
-		}
-	}
 }
 
 // flow is one flow schema's APF counters, summed over their series.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -12,6 +13,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 )
@@ -79,6 +81,28 @@ func (l *Lab) FlowCounter(ctx context.Context, family, flowSchema string) (float
 		}
 	}
 	return total, nil
+}
+
+// Behave gives every pod of agent DaemonSet name (its pods labelled app=name, as AgentDaemonSet
+// labels them) a new behaviour, as a configuration change without a new pod template would: the
+// lab's emulator follows it. An empty behavior removes the annotation, and the pods' requests
+// stop while the pods keep running.
+func (l *Lab) Behave(ctx context.Context, ns, name, behavior string) error {
+	pods, err := l.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+	if err != nil {
+		return fmt.Errorf("list %s/%s's pods: %w", ns, name, err)
+	}
+	value := "null"
+	if behavior != "" {
+		value = strconv.Quote(behavior)
+	}
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%s:%s}}}`, strconv.Quote(BehaviorAnnotation), value))
+	for _, p := range pods.Items {
+		if _, err := l.Client.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return fmt.Errorf("behaviour of pod %s/%s: %w", ns, p.Name, err)
+		}
+	}
+	return nil
 }
 
 // AgentDaemonSet is a DaemonSet of agents running as service account name that rolls one node

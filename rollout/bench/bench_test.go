@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,7 +26,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
@@ -162,7 +160,7 @@ func run(b *testing.B, ctx context.Context, probe *probeWatch, sc scenario, ns s
 	}
 	fmt.Printf("--- %s: bulkhead's output:\n%s\n", sc.name, out.String())
 	if r.Phase == "Complete" {
-		truth := truthAfterRollout(b, ctx, ns, sc.behavior)
+		truth := truthAfterRollout(b, ctx, ns, name, sc.behavior)
 		row.cpuTruth, row.cpuTruthSE = truth.mean, truth.se
 	}
 	propagation := metav1.DeletePropagationBackground
@@ -186,21 +184,14 @@ const (
 // (a lab settling after its start, a compaction) that one minute with and one without would
 // charge to the agents; keeping the pods keeps everything else — scheduling, kubelet status,
 // watch events — the same.
-func truthAfterRollout(b *testing.B, ctx context.Context, ns, behavior string) meanSE {
-	pods, err := lab.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+func truthAfterRollout(b *testing.B, ctx context.Context, ns, name, behavior string) meanSE {
 	requests := func(on bool) {
-		value := "null"
+		switched := ""
 		if on {
-			value = strconv.Quote(behavior)
+			switched = behavior
 		}
-		patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%s:%s}}}`, strconv.Quote(labtest.BehaviorAnnotation), value))
-		for _, p := range pods.Items {
-			if _, err := lab.Client.CoreV1().Pods(ns).Patch(ctx, p.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-				b.Fatalf("switching %s/%s's requests: %v", ns, p.Name, err)
-			}
+		if err := lab.Behave(ctx, ns, name, switched); err != nil {
+			b.Fatalf("switching the fleet's requests: %v", err)
 		}
 		time.Sleep(truthSettle)
 	}
@@ -433,18 +424,11 @@ func cpuOver(b *testing.B, ctx context.Context, d time.Duration) meanSE {
 
 // batchMeans is the mean of values and its error from the spread of means of batches of 3.
 func batchMeans(values []float64) meanSE {
-	var sum float64
-	for _, v := range values {
-		sum += v
-	}
-	n := float64(len(values))
-	m := meanSE{mean: sum / n}
 	var batches []float64
 	for i := 0; i+3 <= len(values); i += 3 {
 		batches = append(batches, (values[i]+values[i+1]+values[i+2])/3)
 	}
-	m.se = spread(batches).se
-	return m
+	return meanSE{mean: spread(values).mean, se: spread(batches).se}
 }
 
 // spread is the mean of independent values and its standard error.
