@@ -139,8 +139,8 @@ func testReplicasAreDiscoverable(t *testing.T, ha *labtest.Lab, st labtest.Statu
 		if !subnet.Contains(ip) || ip.IsLoopback() {
 			t.Errorf("replica %s at %s: want an address in the lab's %s", r.Name, r.Address, subnet)
 		}
-		if ifaceHasAddress(t, ip) {
-			t.Errorf("replica address %s is on an interface of this machine's namespace", ip)
+		if where := replicaAddressOutsideItsNamespace(t, r, ip); where != "" {
+			t.Errorf("replica %s at %s: %s", r.Name, ip, where)
 		}
 	}
 	slices.Sort(listed)
@@ -365,19 +365,40 @@ func testOneReplicaStopsAndStarts(t *testing.T, ha *labtest.Lab, st labtest.Stat
 	}
 }
 
-// ifaceHasAddress reports whether any interface of this process's network namespace has ip.
-func ifaceHasAddress(t *testing.T, ip netip.Addr) bool {
+// replicaAddressOutsideItsNamespace says what puts the replica's address outside the network
+// namespace the lab made for it, or "" when nothing does: the replica's process must run in that
+// namespace, not in this test's, and the link the lab left in this namespace must not carry the
+// address. Only the lab's own process and link are read, never the machine's interfaces.
+func replicaAddressOutsideItsNamespace(t *testing.T, r labtest.ReplicaStatus, ip netip.Addr) string {
 	t.Helper()
-	addrs, err := net.InterfaceAddrs()
+	own, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", r.PID))
+	if err != nil {
+		return fmt.Sprintf("its process %d: %v", r.PID, err)
+	}
+	if in == own {
+		return fmt.Sprintf("its process %d runs in this test's network namespace %s", r.PID, own)
+	}
+	if in != r.Namespace {
+		return fmt.Sprintf("its process %d runs in %s, the status says %s", r.PID, in, r.Namespace)
+	}
+	link, err := net.InterfaceByName(r.Link)
+	if err != nil {
+		return fmt.Sprintf("the lab's link %s: %v", r.Link, err)
+	}
+	addrs, err := link.Addrs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range addrs {
 		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip.AsSlice()) {
-			return true
+			return fmt.Sprintf("the lab's link %s in this test's namespace carries it", r.Link)
 		}
 	}
-	return false
+	return ""
 }
 
 // labCgroups lists the cgroups the lab with supervisor pid made (bulkhead-lab-<pid>-…),
