@@ -459,14 +459,15 @@ func SLOSeconds(verb, scope string) float64 {
 // Analyze computes the Reading between two snapshots of the same cluster. It is a pure function:
 // replicas are matched by name; a replica only in cur is ReplicaNew (gauges, no rates), one only
 // in prev is ReplicaGone, one whose process start time changed is ReplicaRestarted (its counters
-// count from the restart), and one whose cur scrape failed is ReplicaUnreachable. Coverage counts
-// the replicas the sums include.
+// count from the restart), one whose cur scrape failed is ReplicaUnreachable, and one whose cur
+// scrape is no later than its prev one is ReplicaStale (left out: nothing new to rate). Coverage
+// counts the replicas the sums include.
 func Analyze(prev, cur Snapshot) Reading {
 	before := map[string]ReplicaScrape{}
 	for _, r := range prev.Replicas {
 		before[r.Replica] = r
 	}
-	var reading Reading
+	reading := Reading{Coverage: Coverage{Source: cur.Source, Believed: cur.Believed, BelievedFrom: cur.BelievedFrom}}
 	total := newLoadDelta()
 	seen := map[string]bool{}
 	widen := func(from, to time.Time) {
@@ -486,11 +487,19 @@ func Analyze(prev, cur Snapshot) Reading {
 			reading.Replicas = append(reading.Replicas, status)
 			continue
 		}
+		p, inPrev := before[c.Replica]
+		if inPrev && p.Err == nil && !c.Taken.After(p.Taken) {
+			// The same scrape again (a process behind a balanced address not reached this
+			// time, a Prometheus that has not scraped since): nothing new to rate.
+			status.State = ReplicaStale
+			reading.Replicas = append(reading.Replicas, status)
+			continue
+		}
 		curSeries := extract(c.Families)
 		var prevSeries *replicaSeries
 		var seconds float64
 		status.State = ReplicaNew
-		if p, ok := before[c.Replica]; ok && p.Err == nil {
+		if inPrev && p.Err == nil {
 			ps := extract(p.Families)
 			from := p.Taken
 			status.State = ReplicaOK

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -25,18 +26,49 @@ type Coverage struct {
 	Read int `json:"read"`
 	// Rated counts those read in both snapshots (ok, restarted): their rates are in the sums.
 	Rated int `json:"rated"`
+	// Source says where the replicas were read (Snapshot.Source).
+	Source string `json:"source,omitempty"`
+	// Believed is how many API server processes exist by a count that does not depend on
+	// reaching them (the identity Leases), 0 when unknown; BelievedFrom says what it rests on.
+	Believed     int    `json:"believed,omitempty"`
+	BelievedFrom string `json:"believedFrom,omitempty"`
 }
 
-// Complete reports whether the sums include every listed replica, rates and all.
-func (c Coverage) Complete() bool { return c.Rated == c.Replicas }
+// Complete reports whether the sums include every listed replica, rates and all, and no fewer
+// than are believed to exist.
+func (c Coverage) Complete() bool { return c.Rated == c.Replicas && c.Rated >= c.Believed }
 
-// String says it in words: "covers 2 of 3 replicas", "covers 3 of 3 replicas (rates from 2)".
+// String says it in words: "covers 2 of 3 replicas", "covers 3 of 3 replicas (rates from 2)",
+// "covers 1 of 1 replicas; 3 API servers exist (kube-apiserver identity Leases)".
 func (c Coverage) String() string {
 	s := fmt.Sprintf("covers %d of %d replicas", c.Read, c.Replicas)
 	if c.Rated != c.Read {
 		s += fmt.Sprintf(" (rates from %d)", c.Rated)
 	}
+	if c.Believed > 0 && c.Believed != c.Replicas {
+		s += fmt.Sprintf("; %d API servers exist (%s)", c.Believed, c.BelievedFrom)
+	}
 	return s
+}
+
+// Basis says, for a decision, what the sums rest on when they do not plainly cover every API
+// server: how many processes were read, through what, how many are believed to exist and on
+// what the capacity is based; "" when every believed server was read.
+func (c Coverage) Basis() string {
+	switch {
+	case c.Believed > 0 && c.Rated >= c.Believed:
+		return "" // every API server was read
+	case c.Believed == 0 && !strings.HasPrefix(c.Source, balancedSource):
+		return "" // discovery lists the replicas: those read are all there are
+	}
+	var exist string
+	if c.Believed > 0 {
+		exist = fmt.Sprintf("%d exist (%s)", c.Believed, c.BelievedFrom)
+	} else {
+		exist = "how many exist is " + c.BelievedFrom
+	}
+	return fmt.Sprintf("read %d API server process(es) through %s; %s: load and capacity are those of the processes read, the others taken to carry alike (a balancer spreads connections evenly)",
+		c.Rated, c.Source, exist)
 }
 
 // Window is the time span a Reading covers (the earliest and latest scrape times involved).
@@ -180,6 +212,9 @@ const (
 	ReplicaUnreachable ReplicaState = "unreachable"
 	// ReplicaGone: in the earlier snapshot only; discovery no longer lists it.
 	ReplicaGone ReplicaState = "gone"
+	// ReplicaStale: the later snapshot holds the same scrape as the earlier one (not reached
+	// again behind a balanced address, or not scraped again by Prometheus): left out of the sums.
+	ReplicaStale ReplicaState = "stale"
 )
 
 // ReplicaStatus is one kube-apiserver replica's part of a Reading.
@@ -192,10 +227,10 @@ type ReplicaStatus struct {
 	Load          *Load        `json:"load,omitempty"`
 }
 
-// Reachable reports whether every replica of the later snapshot could be read.
+// Reachable reports whether every replica of the later snapshot could be read afresh.
 func (r Reading) Reachable() bool {
 	for _, rep := range r.Replicas {
-		if rep.State == ReplicaUnreachable {
+		if rep.State == ReplicaUnreachable || rep.State == ReplicaStale {
 			return false
 		}
 	}

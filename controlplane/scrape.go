@@ -33,26 +33,54 @@ type Options struct {
 	NoDiscovery bool
 	// MaxBytes caps a /metrics body; default 256 MiB.
 	MaxBytes int64
+	// Endpoint says what an address is: EndpointAuto (the default), EndpointReplicas or
+	// EndpointBalanced.
+	Endpoint Endpoint
 }
+
+// Endpoint says whether an address Scrape reads is one kube-apiserver replica or a balancer in
+// front of several.
+type Endpoint string
+
+const (
+	// EndpointAuto reads each address as one replica, unless the identity Leases count more live
+	// API servers than there are addresses: then the addresses are balanced.
+	EndpointAuto Endpoint = "auto"
+	// EndpointReplicas reads each address as one replica (a changed process is a restart).
+	EndpointReplicas Endpoint = "replicas"
+	// EndpointBalanced reads each address as a load balancer: every scrape opens a connection of
+	// its own, so the balancer may hand it to any replica, and counters are kept per process.
+	EndpointBalanced Endpoint = "balanced"
+)
+
+// Endpoints are the values Options.Endpoint takes.
+var Endpoints = []Endpoint{EndpointAuto, EndpointReplicas, EndpointBalanced}
 
 // Scraper reads /metrics from every kube-apiserver replica. Replicas come from the
 // default/kubernetes EndpointSlice, kept current by a watch (one long-running request, never a
 // periodic LIST); until the watch has synced, or when it lists nothing, the kubeconfig's server is
 // the only replica.
 type Scraper struct {
-	client   *http.Client
-	scheme   string
-	basePath string
-	fallback string
-	opts     Options
-	slices   listers.EndpointSliceLister
-	synced   cache.InformerSynced
-	start    sync.Once
+	client *http.Client
+	// perScrape opens a connection for every request, so that a load balancer may route each
+	// scrape to another replica.
+	perScrape *http.Client
+	scheme    string
+	basePath  string
+	fallback  string
+	opts      Options
+	slices    listers.EndpointSliceLister
+	synced    cache.InformerSynced
+	start     sync.Once
 	// discoveryClient watches the EndpointSlices; nil with Options.NoDiscovery.
 	discoveryClient kubernetes.Interface
+	// identity counts the live API server processes; nil with Options.NoDiscovery.
+	identity *identityLeases
 
 	mu           sync.Mutex
 	discoveryErr error
+	// balanced keeps, per balanced address, the processes seen behind it.
+	balanced map[string]*balancedAddress
 }
 
 // kubernetesServiceSelector picks the EndpointSlices of the default/kubernetes Service.
@@ -68,6 +96,12 @@ func NewScraper(cfg *rest.Config, opts Options) (*Scraper, error) {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 256 << 20
 	}
+	if opts.Endpoint == "" {
+		opts.Endpoint = EndpointAuto
+	}
+	if !slices.Contains(Endpoints, opts.Endpoint) {
+		return nil, fmt.Errorf("endpoint %q: want one of %v", opts.Endpoint, Endpoints)
+	}
 	server, err := url.Parse(cfg.Host)
 	if err != nil || server.Host == "" {
 		return nil, fmt.Errorf("kubeconfig server %q is not a URL with a host", cfg.Host)
@@ -80,7 +114,12 @@ func NewScraper(cfg *rest.Config, opts Options) (*Scraper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
 	}
-	s := &Scraper{client: client, scheme: server.Scheme, basePath: strings.TrimSuffix(server.Path, "/"), fallback: server.Host, opts: opts}
+	perScrape, err := perScrapeClient(pinned)
+	if err != nil {
+		return nil, err
+	}
+	s := &Scraper{client: client, perScrape: perScrape, scheme: server.Scheme, basePath: strings.TrimSuffix(server.Path, "/"),
+		fallback: server.Host, opts: opts, balanced: map[string]*balancedAddress{}}
 	if server.Port() == "" {
 		port := "443"
 		if server.Scheme == "http" {
@@ -93,8 +132,27 @@ func NewScraper(cfg *rest.Config, opts Options) (*Scraper, error) {
 		if err != nil {
 			return nil, fmt.Errorf("client for replica discovery: %w", err)
 		}
+		s.identity = &identityLeases{client: s.discoveryClient}
 	}
 	return s, nil
+}
+
+// perScrapeClient is an HTTP client with the config's TLS and credentials that keeps no
+// connection between requests.
+func perScrapeClient(cfg *rest.Config) (*http.Client, error) {
+	tlsConfig, err := rest.TLSConfigFor(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("TLS config for %s: %w", cfg.Host, err)
+	}
+	transport := &http.Transport{TLSClientConfig: tlsConfig, DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment}
+	if cfg.Dial != nil {
+		transport.DialContext = cfg.Dial
+	}
+	rt, err := rest.HTTPWrappersForConfig(cfg, transport)
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", cfg.Host, err)
+	}
+	return &http.Client{Transport: rt}, nil
 }
 
 // Start begins watching the default/kubernetes EndpointSlice until ctx ends. Scrape calls it
@@ -117,6 +175,7 @@ func (s *Scraper) Start(ctx context.Context) {
 			s.discoveryErr = err
 		})
 		factory.Start(ctx.Done())
+		s.identity.run(ctx)
 	})
 }
 
@@ -193,12 +252,25 @@ func httpsPort(ports []discoveryv1.EndpointPort) int32 {
 	return 0
 }
 
-// Scrape reads every replica concurrently, each bounded by the timeout. A replica that fails
-// carries its error in the snapshot; Scrape itself does not fail.
+// Scrape reads every replica concurrently, each bounded by the timeout, or every balanced
+// address (see Options.Endpoint). A replica that fails carries its error in the snapshot; Scrape
+// itself does not fail.
 func (s *Scraper) Scrape(ctx context.Context) Snapshot {
 	s.Start(ctx)
 	replicas := s.Replicas()
-	snap := Snapshot{Replicas: make([]ReplicaScrape, len(replicas))}
+	snap := Snapshot{Source: "replicas discovered"}
+	if s.discoveryClient == nil {
+		snap.Source = "the kubeconfig's server"
+	}
+	snap.Believed, snap.BelievedFrom = s.identity.count(time.Now())
+	if s.isBalanced(len(replicas), snap.Believed) {
+		snap.Source = balancedSource + strings.Join(replicas, ", ")
+		for _, address := range replicas {
+			snap.Replicas = append(snap.Replicas, s.scrapeBalanced(ctx, address, snap.Believed)...)
+		}
+		return snap
+	}
+	snap.Replicas = make([]ReplicaScrape, len(replicas))
 	var wg sync.WaitGroup
 	for i, replica := range replicas {
 		wg.Go(func() { snap.Replicas[i] = s.ScrapeReplica(ctx, replica) })
@@ -207,11 +279,86 @@ func (s *Scraper) Scrape(ctx context.Context) Snapshot {
 	return snap
 }
 
+// balancedSource begins the Source of a snapshot read through balanced addresses.
+const balancedSource = "balanced address "
+
+// isBalanced says whether the addresses are balancers: so configured, or (auto) fewer addresses
+// than live API servers.
+func (s *Scraper) isBalanced(addresses, believed int) bool {
+	switch s.opts.Endpoint {
+	case EndpointBalanced:
+		return true
+	case EndpointReplicas:
+		return false
+	}
+	return believed > addresses
+}
+
+// scrapeBalanced reads the processes behind one balanced address: a connection per scrape, until
+// every process known behind it, and as many as are believed to exist, answered in this round,
+// at most 2n+1 scrapes for n processes (a balancer that picks replicas at random reaches each
+// of 3 within 7 scrapes 94% of the time). Processes not reached are carried with their last
+// scrape; a balancer that always picks the same replica (session affinity) shows one process,
+// and the reading says how many it read of how many there are.
+func (s *Scraper) scrapeBalanced(ctx context.Context, address string, believed int) []ReplicaScrape {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.balanced[address]
+	if !ok {
+		b = &balancedAddress{processes: map[string]*keptProcess{}}
+		s.balanced[address] = b
+	}
+	want := max(believed, len(b.processes), 1)
+	seen := map[string]bool{}
+	var out []ReplicaScrape
+	var failed *ReplicaScrape
+	for attempt := 0; attempt < 2*want+1 && (len(seen) < want || !allSeen(b, seen)); attempt++ {
+		r := s.scrape(ctx, s.perScrape, address)
+		if r.Err == nil {
+			var id string
+			id, r = b.record(address, r)
+			if r.Err == nil {
+				if !seen[id] {
+					out = append(out, r)
+				} else {
+					out[slices.IndexFunc(out, func(o ReplicaScrape) bool { return o.Replica == r.Replica })] = r
+				}
+				seen[id] = true
+				continue
+			}
+		}
+		failed = &r
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	out = append(out, b.carried(seen)...)
+	if failed != nil && len(seen) < want {
+		// A replica behind the address may be the one that failed: the round is incomplete.
+		failed.Replica = address
+		out = append(out, *failed)
+	}
+	return out
+}
+
+func allSeen(b *balancedAddress, seen map[string]bool) bool {
+	for id := range b.processes {
+		if !seen[id] {
+			return false
+		}
+	}
+	return true
+}
+
 // ScrapeReplica reads and parses one replica's /metrics.
 func (s *Scraper) ScrapeReplica(ctx context.Context, replica string) ReplicaScrape {
+	return s.scrape(ctx, s.client, replica)
+}
+
+func (s *Scraper) scrape(ctx context.Context, client *http.Client, replica string) ReplicaScrape {
 	began := time.Now()
 	out := ReplicaScrape{Replica: replica}
-	body, contentType, err := s.fetch(ctx, replica)
+	body, contentType, err := s.fetch(ctx, client, replica)
 	out.Taken, out.Duration, out.Bytes = time.Now(), time.Since(began), int64(len(body))
 	if err == nil {
 		out.Families, err = ParseMetrics(body, contentType)
@@ -222,7 +369,7 @@ func (s *Scraper) ScrapeReplica(ctx context.Context, replica string) ReplicaScra
 	return out
 }
 
-func (s *Scraper) fetch(ctx context.Context, replica string) ([]byte, string, error) {
+func (s *Scraper) fetch(ctx context.Context, client *http.Client, replica string) ([]byte, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	target := s.scheme + "://" + replica + s.basePath + "/metrics"
@@ -231,7 +378,7 @@ func (s *Scraper) fetch(ctx context.Context, replica string) ([]byte, string, er
 		return nil, "", fmt.Errorf("request %s: %w", target, err)
 	}
 	req.Header.Set("Accept", acceptHeader)
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return nil, "", fmt.Errorf("unreachable: GET %s timed out after %s", target, s.opts.Timeout)

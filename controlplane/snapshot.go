@@ -17,6 +17,14 @@ import (
 // Snapshot is one scrape of every known kube-apiserver replica.
 type Snapshot struct {
 	Replicas []ReplicaScrape
+	// Source says where the replicas were read: "replicas discovered", "balanced address
+	// 10.0.0.1:443", "prometheus http://…".
+	Source string
+	// Believed is how many API server processes there are by a count that does not depend on
+	// reaching them (the identity Leases), 0 when unknown; BelievedFrom says what it rests on,
+	// or why it is unknown.
+	Believed     int
+	BelievedFrom string
 }
 
 // ReplicaScrape is one replica's /metrics at one moment, or the reason it could not be read.
@@ -117,4 +125,21 @@ func formatName(format expfmt.Format) string {
 		return "protobuf"
 	}
 	return "text"
+}
+
+// Fresh reports whether every replica that both snapshots read was read again in cur: Analyze
+// would rate them all (none ReplicaStale).
+func Fresh(prev, cur Snapshot) bool {
+	before := map[string]time.Time{}
+	for _, p := range prev.Replicas {
+		if p.Err == nil {
+			before[p.Replica] = p.Taken
+		}
+	}
+	for _, c := range cur.Replicas {
+		if taken, ok := before[c.Replica]; ok && c.Err == nil && !c.Taken.After(taken) {
+			return false
+		}
+	}
+	return true
 }

@@ -24,7 +24,7 @@ func TestTheManifestsDecodeInApplyOrderWithTheImageGiven(t *testing.T) {
 			}
 		}
 	}
-	want := "Namespace CustomResourceDefinition CustomResourceDefinition ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding " +
+	want := "Namespace CustomResourceDefinition CustomResourceDefinition ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Role RoleBinding " +
 		"MutatingAdmissionPolicy MutatingAdmissionPolicyBinding ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding Deployment"
 	if got := strings.Join(kinds, " "); got != want {
 		t.Fatalf("kinds in order:\n%s\nwant\n%s", got, want)

@@ -24,6 +24,7 @@ func newControllerCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 	var (
 		c          = controller.Config{LeaderElect: true, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}
 		qps, burst int
+		source     controlplane.SourceOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "controller",
@@ -52,6 +53,9 @@ Manual: ` + ManualURL + `#controller`,
 			if c.Housekeeping <= 0 {
 				return fmt.Errorf("--housekeeping %s must be positive", c.Housekeeping)
 			}
+			if err := source.Validate(); err != nil {
+				return err
+			}
 			cfg, err := clusterConfig(kube)
 			if err != nil {
 				return err
@@ -68,7 +72,7 @@ Manual: ` + ManualURL + `#controller`,
 			}
 			ctx, stop := signal.NotifyContext(commandContext(cmd), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			engine, err := controllerEngine(ctx, cfg, c.Log)
+			engine, err := controllerEngine(ctx, cfg, source, c.Log)
 			if err != nil {
 				return err
 			}
@@ -89,22 +93,25 @@ Manual: ` + ManualURL + `#controller`,
 	f.DurationVar(&c.Housekeeping, "housekeeping", 30*time.Second, "how often policy status and compartments are recomputed from the caches")
 	f.IntVar(&qps, "kube-api-qps", 20, "the controller's sustained requests per second to the API servers, all rollouts together")
 	f.IntVar(&burst, "kube-api-burst", 40, "the controller's burst of requests to the API servers")
+	addMetricsSourceFlags(f, &source)
 	return cmd
 }
 
 // controllerEngine is the rollout core the controller drives: the controller's client, a meter
 // of the API servers shared by every rollout (it finds the replicas for as long as ctx lives,
 // and scrapes only while rollouts need it), and rollbacks through the break-glass lane.
-func controllerEngine(ctx context.Context, cfg *rest.Config, log func(string)) (*controller.RolloutEngine, error) {
+func controllerEngine(ctx context.Context, cfg *rest.Config, source controlplane.SourceOptions, log func(string)) (*controller.RolloutEngine, error) {
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	scraper, err := controlplane.NewScraper(cfg, controlplane.Options{})
+	scraper, err := controlplane.NewSource(cfg, source)
 	if err != nil {
 		return nil, err
 	}
-	scraper.Start(ctx)
+	if s, ok := scraper.(*controlplane.Scraper); ok {
+		s.Start(ctx)
+	}
 	return &controller.RolloutEngine{Engine: &rollout.Engine{
 		Client: client, Meter: &soak.Meter{Scraper: scraper},
 		Log:      func(ns, name, line string) { log(ns + "/" + name + ": " + line) },

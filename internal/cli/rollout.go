@@ -34,6 +34,7 @@ func newRolloutCommand(kube *genericclioptions.ConfigFlags) *cobra.Command {
 		file, budget, reportFile, memory string
 		interval                         = 5 * time.Second
 		opts                             = rollout.Options{Waves: plan.DefaultWaves, Soak: rollout.DefaultSoak}
+		source                           controlplane.SourceOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "rollout",
@@ -82,6 +83,9 @@ service account) run before bulkhead contacts it.`,
 			if err := checkReport(reportFile); err != nil {
 				return err
 			}
+			if err := source.Validate(); err != nil {
+				return err
+			}
 			data, err := readManifest(cmd, file)
 			if err != nil {
 				return err
@@ -98,7 +102,7 @@ service account) run before bulkhead contacts it.`,
 			if err := execute.CheckServiceAccount(ds); err != nil {
 				return err
 			}
-			engine, err := rolloutEngine(cmd, kube, interval)
+			engine, err := rolloutEngine(cmd, kube, interval, source)
 			if err != nil {
 				return err
 			}
@@ -120,6 +124,7 @@ service account) run before bulkhead contacts it.`,
 	af.Float64Var(&opts.APIServerCPUs, "apiserver-cpus", 0, "one API server's CPU capacity in cores, when its metrics do not show it (GOMAXPROCS); 0 reads it from the metrics")
 	af.StringVar(&memory, "apiserver-memory", "", "one API server's memory limit (e.g. 8Gi), when its metrics do not show it (GOMEMLIMIT)")
 	af.StringVar(&reportFile, reportFlag, "", reportUsage)
+	addMetricsSourceFlags(af, &source)
 
 	resume := &cobra.Command{
 		Use:     "resume <daemonset>",
@@ -133,11 +138,14 @@ service account) run before bulkhead contacts it.`,
 			if err := checkReport(reportFile); err != nil {
 				return err
 			}
+			if err := source.Validate(); err != nil {
+				return err
+			}
 			ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
 			if err != nil {
 				return fmt.Errorf("namespace: %w", err)
 			}
-			engine, err := rolloutEngine(cmd, kube, interval)
+			engine, err := rolloutEngine(cmd, kube, interval, source)
 			if err != nil {
 				return err
 			}
@@ -148,6 +156,7 @@ service account) run before bulkhead contacts it.`,
 	}
 	resume.Flags().DurationVar(&interval, "interval", 5*time.Second, "how often to scrape the API servers during a soak")
 	resume.Flags().StringVar(&reportFile, reportFlag, "", reportUsage)
+	addMetricsSourceFlags(resume.Flags(), &source)
 
 	var format string
 	status := &cobra.Command{
@@ -231,7 +240,7 @@ func rolloutClient(cmd *cobra.Command, kube *genericclioptions.ConfigFlags) (kub
 
 // rolloutEngine is a rollout engine for one rollout of the CLI: its client, a meter scraping the
 // API servers every interval until the command ends, and the break-glass route for a rollback.
-func rolloutEngine(cmd *cobra.Command, kube *genericclioptions.ConfigFlags, interval time.Duration) (*rollout.Engine, error) {
+func rolloutEngine(cmd *cobra.Command, kube *genericclioptions.ConfigFlags, interval time.Duration, source controlplane.SourceOptions) (*rollout.Engine, error) {
 	cfg, err := kube.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -242,7 +251,7 @@ func rolloutEngine(cmd *cobra.Command, kube *genericclioptions.ConfigFlags, inte
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
 	removeExpired(cmd, client)
-	scraper, err := controlplane.NewScraper(cfg, controlplane.Options{})
+	scraper, err := controlplane.NewSource(cfg, source)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +363,7 @@ func writeReport(cmd *cobra.Command, file, ns, name string, st state.State) erro
 func followRollout(cmd *cobra.Command, engine *rollout.Engine, ns, name, reportFile string, run func(context.Context) (state.State, error)) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if s, ok := engine.Meter.Scraper.(*controlplane.Scraper); ok {
+	if s, ok := engine.Meter.Scraper.(*controlplane.Scraper); ok { // Prometheus needs no discovery
 		s.WaitForDiscovery(ctx, 5*time.Second)
 	}
 	meterCtx, stopMeter := context.WithCancel(ctx)

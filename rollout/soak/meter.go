@@ -8,17 +8,12 @@ import (
 	"github.com/bulkhead-dev/bulkhead/controlplane"
 )
 
-// Scraper is the part of controlplane.Scraper a meter uses.
-type Scraper interface {
-	Scrape(ctx context.Context) controlplane.Snapshot
-}
-
 // Meter scrapes the API servers at a fixed interval for every rollout at once: one scrape of each
 // replica per interval, however many rollouts soak. It keeps the readings of the last
 // KeepFor, so a soak that starts looking late (a step that ran after its wave began, a
 // controller that just took over) still sees its wave from the start.
 type Meter struct {
-	Scraper Scraper
+	Scraper controlplane.Source
 	// Interval between scrapes; default 5 s. KeepFor is how long readings are kept; default 40
 	// minutes, past the longest a soak waits for a slow poller.
 	Interval, KeepFor time.Duration
@@ -51,6 +46,7 @@ func (m *Meter) Run(ctx context.Context) {
 	m.publish(prev, nil, keep)
 	ticker := time.NewTicker(m.interval())
 	defer ticker.Stop()
+	var waiting time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -58,11 +54,29 @@ func (m *Meter) Run(ctx context.Context) {
 		case <-ticker.C:
 		}
 		cur := m.Scraper.Scrape(ctx)
+		if !controlplane.Fresh(prev, cur) {
+			if waiting.IsZero() {
+				waiting = time.Now()
+			}
+			if time.Since(waiting) < staleFor {
+				// Some process was not read again (behind a balanced address, or by a Prometheus
+				// that scrapes less often than the meter): the reading waits for it rather than
+				// leave it out, and then rates each process over its own interval.
+				m.publish(cur, nil, keep)
+				continue
+			}
+		}
+		waiting = time.Time{}
 		r := controlplane.Analyze(prev, cur)
 		prev = cur
 		m.publish(cur, &r, keep)
 	}
 }
+
+// staleFor is how long a reading waits for every process to be read again: past a
+// Prometheus's usual 30- to 60-s scrape interval. A reading after it leaves the process out, and
+// the soak skips that interval.
+const staleFor = 2 * time.Minute
 
 func (m *Meter) publish(snap controlplane.Snapshot, r *controlplane.Reading, keep time.Duration) {
 	m.mu.Lock()
@@ -76,7 +90,7 @@ func (m *Meter) publish(snap controlplane.Snapshot, r *controlplane.Reading, kee
 		}
 		m.readings = m.readings[cut:]
 	}
-	if m.changed != nil {
+	if m.changed != nil && r != nil {
 		close(m.changed)
 		m.changed = nil
 	}
@@ -102,7 +116,7 @@ func (m *Meter) Since(t time.Time) []controlplane.Reading {
 	return out
 }
 
-// Wait blocks until the next scrape is published or ctx ends: the first reading of a CLI
+// Wait blocks until the next reading is published or ctx ends: the first reading of a CLI
 // that just started.
 func (m *Meter) Wait(ctx context.Context) {
 	m.mu.Lock()

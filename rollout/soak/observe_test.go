@@ -174,7 +174,7 @@ func TestIntervalsWithAnUnreachableReplicaAreLeftOutAndSaid(t *testing.T) {
 		t.Fatalf("%d intervals kept, want the 2 every replica answered", n)
 	}
 	o := tr.Observations(st, check.Agents{}, controlplane.Snapshot{}, controlplane.Reading{}, start.Add(20*time.Second))
-	if len(o.Notes) != 1 || !strings.Contains(o.Notes[0], "API server 10.0.0.2:6443 could not be read in 2 scrape intervals: they are left out, not counted as idle") {
+	if len(o.Notes) != 1 || !strings.Contains(o.Notes[0], "API server 10.0.0.2:6443 could not be read afresh in 2 scrape intervals: they are left out, not counted as idle") {
 		t.Fatalf("notes %q", o.Notes)
 	}
 }

@@ -52,7 +52,7 @@ func (t *Tracker) Observe(m *Meter, lane state.Lane) {
 		t.seen = r.Window.To
 		if !r.Reachable() {
 			for _, rep := range r.Replicas {
-				if rep.State == controlplane.ReplicaUnreachable {
+				if rep.State == controlplane.ReplicaUnreachable || rep.State == controlplane.ReplicaStale {
 					if t.skipped == nil {
 						t.skipped = map[string]int{}
 					}
@@ -92,8 +92,11 @@ func (t *Tracker) Observations(st state.State, agents check.Agents, latest contr
 		w.Reference = *st.Reference
 	}
 	o := analyze.Observations{Wave: w, SLIs: SLIs(window), Others: OtherFlows(window, before, st.Lane, own...)}
+	if basis := window.Coverage.Basis(); basis != "" {
+		o.Notes = append(o.Notes, basis)
+	}
 	for _, replica := range slices.Sorted(maps.Keys(t.skipped)) {
-		o.Notes = append(o.Notes, fmt.Sprintf("API server %s could not be read in %d scrape intervals: they are left out, not counted as idle", replica, t.skipped[replica]))
+		o.Notes = append(o.Notes, fmt.Sprintf("API server %s could not be read afresh in %d scrape intervals: they are left out, not counted as idle", replica, t.skipped[replica]))
 	}
 	return o
 }

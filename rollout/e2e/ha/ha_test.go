@@ -118,7 +118,7 @@ func TestAReplicaLostDuringTheSoakIsLeftOutAndNamed(t *testing.T) {
 	assertHaltedOnCPU(t, final, halt)
 	said := false
 	for _, n := range halt.Notes {
-		said = said || (strings.Contains(n, "could not be read in") && strings.Contains(n, "left out, not counted as idle"))
+		said = said || (strings.Contains(n, "could not be read afresh in") && strings.Contains(n, "left out, not counted as idle"))
 	}
 	if !said {
 		t.Fatalf("the decision does not say which replica was missing: notes %q\n%s", halt.Notes, strings.Join(lines, "\n"))

@@ -54,7 +54,7 @@ func rolloutWith(t *testing.T, ctx context.Context, ds *appsv1.DaemonSet, opts b
 		t.Fatalf("NewScraper: %v", err)
 	}
 	real.WaitForDiscovery(ctx, 10*time.Second)
-	var scraper soak.Scraper = real
+	var scraper controlplane.Source = real
 	if strip != nil {
 		scraper = stripped{real, strip}
 	}
@@ -146,7 +146,7 @@ func TestTheSeedsAgentIsHaltedAfterWaveOneAndRolledBack(t *testing.T) {
 
 // stripped is the API server's real /metrics less what a managed control plane may hide.
 type stripped struct {
-	scraper soak.Scraper
+	scraper controlplane.Source
 	strip   func(controlplane.Snapshot) controlplane.Snapshot
 }
 
