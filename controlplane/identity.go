@@ -54,6 +54,13 @@ func (l *identityLeases) run(ctx context.Context) {
 	})
 }
 
+// settled says whether the Leases were read, or their watch failed.
+func (l *identityLeases) settled() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err != nil || (l.synced != nil && l.synced())
+}
+
 // count is the number of live API server processes and what it rests on; 0 when unknown.
 func (l *identityLeases) count(now time.Time) (int, string) {
 	if l == nil {

@@ -17,6 +17,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listers "k8s.io/client-go/listers/discovery/v1"
@@ -179,8 +180,8 @@ func (s *Scraper) Start(ctx context.Context) {
 	})
 }
 
-// WaitForDiscovery starts the EndpointSlice watch for as long as ctx lives and waits at most
-// timeout for it to sync. It reports whether it did; until then Scrape reads the kubeconfig's
+// WaitForDiscovery starts the EndpointSlice and identity Lease watches for as long as ctx lives
+// and waits at most timeout for them to sync. It reports whether it did; until then Scrape reads the kubeconfig's
 // server only.
 func (s *Scraper) WaitForDiscovery(ctx context.Context, timeout time.Duration) bool {
 	s.Start(ctx)
@@ -189,7 +190,16 @@ func (s *Scraper) WaitForDiscovery(ctx context.Context, timeout time.Duration) b
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return cache.WaitForCacheSync(waitCtx.Done(), s.synced)
+	if !cache.WaitForCacheSync(waitCtx.Done(), s.synced) {
+		return false
+	}
+	// The identity Leases decide whether an address is balanced (EndpointAuto): a first scrape
+	// before they synced would read a balancer as one replica. An identity that may not read
+	// them goes on without (the count is then "unknown").
+	_ = wait.PollUntilContextCancel(waitCtx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
+		return s.identity.settled(), nil
+	})
+	return true
 }
 
 // DiscoveryError is the last error of the EndpointSlice watch, or nil.
