@@ -5,7 +5,7 @@
 //
 // I/O sits at the edge, decisions in pure functions:
 //
-//	Scraper.Scrape(ctx) → Snapshot                 every replica's parsed /metrics (or its error)
+//	Scraper.Scrape(ctx) → Snapshot                 every replica's (or balanced process's) parsed /metrics (or its error)
 //	PrometheusSource.SnapshotAt(ctx, t) → Snapshot the same series from a Prometheus, as of t
 //	Analyze(prev, cur)  → Reading                  pure: two snapshots → rates, seats, p99s, SLOs
 //
@@ -15,6 +15,15 @@
 // server name pinned to the kubeconfig host so that the serving certificate verifies when a
 // replica is dialled by address. Bodies are decoded with prometheus/common/expfmt (delimited
 // protobuf is asked for, text accepted) and only the families below are kept.
+//
+// Behind one balanced address (Options.Endpoint balanced, or auto when the kube-system identity
+// Leases count more live API servers than the EndpointSlice lists addresses) every scrape opens a
+// connection of its own, and each answer is named after its process (process.go): a rate is
+// only ever taken between two scrapes of one process. Processes not reached in a round are
+// carried with their last scrape (Analyze then calls them ReplicaStale and leaves them out),
+// and forgotten after three rounds. Snapshot.Believed carries the Leases' count, and
+// Coverage.Basis says in words what a reading rests on when it read fewer processes than exist.
+// A PrometheusSource is a Source too (source.go): NewSource builds the one the flags choose.
 //
 // Analyze matches replicas by name. Rates are counter deltas over each replica's own scrape
 // interval; a counter that went down, or a changed process_start_time_seconds, means the replica
