@@ -30,8 +30,7 @@ func (p *fakeProcess) text() string {
 }
 
 // balancerOf serves /metrics over TLS from the processes, choosing one per connection with pick
-// as an L4 balancer does (the scraper opens a connection per scrape through a balanced address),
-// and returns a Scraper that reads it as endpoint.
+// as an L4 balancer does, and returns a Scraper that reads it as endpoint.
 func balancerOf(t *testing.T, endpoint Endpoint, processes []*fakeProcess, pick func(connection int) int) *Scraper {
 	return balancerPicking(t, endpoint, processes, pick, func(r *http.Request) string { return r.RemoteAddr })
 }
@@ -86,16 +85,22 @@ func dispatched(t *testing.T, r Reading) float64 {
 	return 0
 }
 
-func TestABalancedAddressIsRatedPerProcessNeverAcrossProcesses(t *testing.T) {
-	ctx := context.Background()
-	roundRobin := func(connection int) int { return connection % 3 }
-	s := balancerOf(t, EndpointBalanced, threeProcesses(), roundRobin)
+// rounds scrapes n rounds, a little apart, and returns the reading of the last two.
+func rounds(t *testing.T, s *Scraper, n int) Reading {
+	t.Helper()
 	var snaps []Snapshot
-	for range 4 {
-		snaps = append(snaps, s.Scrape(ctx))
+	for range n {
+		snaps = append(snaps, s.Scrape(context.Background()))
 		time.Sleep(20 * time.Millisecond) // rates need time between scrapes, not a deadline
 	}
-	r := Analyze(snaps[2], snaps[3])
+	return Analyze(snaps[n-2], snaps[n-1])
+}
+
+// An L4 balancer hands each new connection to the next replica: over rounds the scraper keeps a
+// connection to each of the three processes and rates each only against itself.
+func TestABalancedAddressIsRatedPerProcessNeverAcrossProcesses(t *testing.T) {
+	roundRobin := func(connection int) int { return connection % 3 }
+	r := rounds(t, balancerOf(t, EndpointBalanced, threeProcesses(), roundRobin), 6)
 	if r.Coverage.Read != 3 || r.Coverage.Rated != 3 {
 		t.Fatalf("coverage %s, want all 3 processes behind the address rated; replicas %+v", r.Coverage, r.Replicas)
 	}
@@ -115,10 +120,10 @@ func TestABalancedAddressIsRatedPerProcessNeverAcrossProcesses(t *testing.T) {
 	requests := 0
 	mixed := balancerPicking(t, EndpointReplicas, threeProcesses(), roundRobin, func(*http.Request) string { requests++; return strconv.Itoa(requests) })
 	var worst float64
-	prev := mixed.Scrape(ctx)
+	prev := mixed.Scrape(context.Background())
 	for range 3 {
 		time.Sleep(20 * time.Millisecond)
-		cur := mixed.Scrape(ctx)
+		cur := mixed.Scrape(context.Background())
 		worst = max(worst, dispatched(t, Analyze(prev, cur)))
 		prev = cur
 	}
@@ -127,12 +132,42 @@ func TestABalancedAddressIsRatedPerProcessNeverAcrossProcesses(t *testing.T) {
 	}
 }
 
+// A proxy that sends each request of one connection to another process (an L7 balancer) breaks
+// the connection's promise; the process's start and CPU time catch it, and no rate is taken.
+func TestAProxyThatMovesRequestsBetweenProcessesIsNeverRatedAcrossThem(t *testing.T) {
+	requests := 0
+	s := balancerPicking(t, EndpointBalanced, threeProcesses(), func(n int) int { return n % 3 },
+		func(*http.Request) string { requests++; return strconv.Itoa(requests) })
+	prev := s.Scrape(context.Background())
+	for range 5 {
+		time.Sleep(20 * time.Millisecond)
+		cur := s.Scrape(context.Background())
+		r := Analyze(prev, cur)
+		if got := dispatched(t, r); got < 0 || got > 1e4 {
+			t.Fatalf("dispatched %.0f/s: rated across processes (replicas %+v)", got, r.Replicas)
+		}
+		prev = cur
+	}
+}
+
+// Replicas started together share their start tick; behind an L4 balancer each keeps its own
+// connection, so they are read apart.
+func TestProcessesThatShareAStartTickAreReadApart(t *testing.T) {
+	twins := []*fakeProcess{
+		{start: 1700000000.01, base: 100, perServe: 10, cpu: 10},
+		{start: 1700000000.01, base: 9e5, perServe: 10, cpu: 900},
+	}
+	r := rounds(t, balancerOf(t, EndpointBalanced, twins, func(connection int) int { return connection % 2 }), 5)
+	if r.Coverage.Rated != 2 {
+		t.Fatalf("coverage %s, replicas %+v: want both twins rated", r.Coverage, r.Replicas)
+	}
+	if got := dispatched(t, r); got <= 0 || got > 1e4 {
+		t.Fatalf("dispatched %.0f/s: two processes of one start tick were subtracted", got)
+	}
+}
+
 func TestAStickyBalancerSaysItReadOneProcessAndThatTheRestIsUnknown(t *testing.T) {
-	ctx := context.Background()
-	s := balancerOf(t, EndpointBalanced, threeProcesses(), func(int) int { return 0 })
-	first := s.Scrape(ctx)
-	time.Sleep(20 * time.Millisecond)
-	r := Analyze(first, s.Scrape(ctx))
+	r := rounds(t, balancerOf(t, EndpointBalanced, threeProcesses(), func(int) int { return 0 }), 4)
 	if r.Coverage.Rated != 1 || r.Coverage.Believed != 0 {
 		t.Fatalf("coverage %+v, want 1 process rated and the number of servers unknown", r.Coverage)
 	}
@@ -141,29 +176,6 @@ func TestAStickyBalancerSaysItReadOneProcessAndThatTheRestIsUnknown(t *testing.T
 		if !strings.Contains(basis, want) {
 			t.Errorf("basis %q does not say %q", basis, want)
 		}
-	}
-}
-
-func TestProcessesThatShareAStartTickAreNotSubtracted(t *testing.T) {
-	ctx := context.Background()
-	twins := []*fakeProcess{
-		{start: 1700000000.01, base: 100, perServe: 10, cpu: 10},
-		{start: 1700000000.01, base: 9e5, perServe: 10, cpu: 900},
-	}
-	s := balancerOf(t, EndpointBalanced, twins, func(connection int) int { return connection % 2 })
-	prev := s.Scrape(ctx)
-	for range 6 {
-		cur := s.Scrape(ctx)
-		r := Analyze(prev, cur)
-		for _, rep := range r.Replicas {
-			if rep.Load == nil || rep.State != ReplicaOK {
-				continue
-			}
-			if got := dispatched(t, Reading{Load: *rep.Load}); got > 1e4 || got < 0 {
-				t.Fatalf("%s dispatched %.0f/s: two processes of one start tick were subtracted", rep.Replica, got)
-			}
-		}
-		prev = cur
 	}
 }
 

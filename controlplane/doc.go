@@ -17,13 +17,14 @@
 // protobuf is asked for, text accepted) and only the families below are kept.
 //
 // Behind one balanced address (Options.Endpoint balanced, or auto when the kube-system identity
-// Leases count more live API servers than the EndpointSlice lists addresses) every scrape opens a
-// connection of its own, and each answer is named after its process (process.go): a rate is
-// only ever taken between two scrapes of one process. Processes not reached in a round are
-// carried with their last scrape (Analyze then calls them ReplicaStale and leaves them out),
-// and forgotten after three rounds. Snapshot.Believed carries the Leases' count, and
-// Coverage.Basis says in words what a reading rests on when it read fewer processes than exist.
-// A PrometheusSource is a Source too (source.go): NewSource builds the one the flags choose.
+// Leases count more live API servers than the EndpointSlice lists addresses) nothing in /metrics
+// names the process that answered — replicas started together share process_start_time_seconds
+// (10-ms ticks) — so the address is read over kept connections, one per process (process.go),
+// and a rate is only ever taken between two scrapes over the same connection. Snapshot.Believed
+// carries the Leases' count, and Coverage.Basis says in words what a reading rests on when it
+// read fewer processes than exist. A PrometheusSource is a Source too (source.go); a scrape that
+// Prometheus has not renewed is ReplicaStale in a Reading, left out of the sums. NewSource
+// builds the source the flags choose.
 //
 // Analyze matches replicas by name. Rates are counter deltas over each replica's own scrape
 // interval; a counter that went down, or a changed process_start_time_seconds, means the replica

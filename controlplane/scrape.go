@@ -49,8 +49,8 @@ const (
 	EndpointAuto Endpoint = "auto"
 	// EndpointReplicas reads each address as one replica (a changed process is a restart).
 	EndpointReplicas Endpoint = "replicas"
-	// EndpointBalanced reads each address as a load balancer: every scrape opens a connection of
-	// its own, so the balancer may hand it to any replica, and counters are kept per process.
+	// EndpointBalanced reads each address as a load balancer: over several kept connections,
+	// each one process's, and a rate only between two scrapes over one connection (process.go).
 	EndpointBalanced Endpoint = "balanced"
 )
 
@@ -63,16 +63,15 @@ var Endpoints = []Endpoint{EndpointAuto, EndpointReplicas, EndpointBalanced}
 // the only replica.
 type Scraper struct {
 	client *http.Client
-	// perScrape opens a connection for every request, so that a load balancer may route each
-	// scrape to another replica.
-	perScrape *http.Client
-	scheme    string
-	basePath  string
-	fallback  string
-	opts      Options
-	slices    listers.EndpointSliceLister
-	synced    cache.InformerSynced
-	start     sync.Once
+	// pinned is the config the client was built from: balanced addresses open slots with it.
+	pinned   *rest.Config
+	scheme   string
+	basePath string
+	fallback string
+	opts     Options
+	slices   listers.EndpointSliceLister
+	synced   cache.InformerSynced
+	start    sync.Once
 	// discoveryClient watches the EndpointSlices; nil with Options.NoDiscovery.
 	discoveryClient kubernetes.Interface
 	// identity counts the live API server processes; nil with Options.NoDiscovery.
@@ -115,11 +114,7 @@ func NewScraper(cfg *rest.Config, opts Options) (*Scraper, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP client for %s: %w", cfg.Host, err)
 	}
-	perScrape, err := perScrapeClient(pinned)
-	if err != nil {
-		return nil, err
-	}
-	s := &Scraper{client: client, perScrape: perScrape, scheme: server.Scheme, basePath: strings.TrimSuffix(server.Path, "/"),
+	s := &Scraper{client: client, pinned: pinned, scheme: server.Scheme, basePath: strings.TrimSuffix(server.Path, "/"),
 		fallback: server.Host, opts: opts, balanced: map[string]*balancedAddress{}}
 	if server.Port() == "" {
 		port := "443"
@@ -136,24 +131,6 @@ func NewScraper(cfg *rest.Config, opts Options) (*Scraper, error) {
 		s.identity = &identityLeases{client: s.discoveryClient}
 	}
 	return s, nil
-}
-
-// perScrapeClient is an HTTP client with the config's TLS and credentials that keeps no
-// connection between requests.
-func perScrapeClient(cfg *rest.Config) (*http.Client, error) {
-	tlsConfig, err := rest.TLSConfigFor(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("TLS config for %s: %w", cfg.Host, err)
-	}
-	transport := &http.Transport{TLSClientConfig: tlsConfig, DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment}
-	if cfg.Dial != nil {
-		transport.DialContext = cfg.Dial
-	}
-	rt, err := rest.HTTPWrappersForConfig(cfg, transport)
-	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", cfg.Host, err)
-	}
-	return &http.Client{Transport: rt}, nil
 }
 
 // Start begins watching the default/kubernetes EndpointSlice until ctx ends. Scrape calls it
@@ -302,62 +279,6 @@ func (s *Scraper) isBalanced(addresses, believed int) bool {
 		return false
 	}
 	return believed > addresses
-}
-
-// scrapeBalanced reads the processes behind one balanced address: a connection per scrape, until
-// every process known behind it, and as many as are believed to exist, answered in this round,
-// at most 2n+1 scrapes for n processes (a balancer that picks replicas at random reaches each
-// of 3 within 7 scrapes 94% of the time). Processes not reached are carried with their last
-// scrape; a balancer that always picks the same replica (session affinity) shows one process,
-// and the reading says how many it read of how many there are.
-func (s *Scraper) scrapeBalanced(ctx context.Context, address string, believed int) []ReplicaScrape {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b, ok := s.balanced[address]
-	if !ok {
-		b = &balancedAddress{processes: map[string]*keptProcess{}}
-		s.balanced[address] = b
-	}
-	want := max(believed, len(b.processes), 1)
-	seen := map[string]bool{}
-	var out []ReplicaScrape
-	var failed *ReplicaScrape
-	for attempt := 0; attempt < 2*want+1 && (len(seen) < want || !allSeen(b, seen)); attempt++ {
-		r := s.scrape(ctx, s.perScrape, address)
-		if r.Err == nil {
-			var id string
-			id, r = b.record(address, r)
-			if r.Err == nil {
-				if !seen[id] {
-					out = append(out, r)
-				} else {
-					out[slices.IndexFunc(out, func(o ReplicaScrape) bool { return o.Replica == r.Replica })] = r
-				}
-				seen[id] = true
-				continue
-			}
-		}
-		failed = &r
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	out = append(out, b.carried(seen)...)
-	if failed != nil && len(seen) < want {
-		// A replica behind the address may be the one that failed: the round is incomplete.
-		failed.Replica = address
-		out = append(out, *failed)
-	}
-	return out
-}
-
-func allSeen(b *balancedAddress, seen map[string]bool) bool {
-	for id := range b.processes {
-		if !seen[id] {
-			return false
-		}
-	}
-	return true
 }
 
 // ScrapeReplica reads and parses one replica's /metrics.
