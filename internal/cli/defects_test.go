@@ -254,6 +254,7 @@ func TestTheExpiredShedWarningIsOneShortLine(t *testing.T) {
 func TestBadInputFailsBeforeContactingTheCluster(t *testing.T) {
 	kubeconfig, connections := countingServer(t)
 	defaultSA := writeFile(t, "ds.yaml", strings.Replace(daemonSet("agent"), "      serviceAccountName: agent\n", "", 1))
+	agent := writeFile(t, "agent.yaml", daemonSet("agent"))
 	for _, tt := range []struct {
 		args    []string
 		wantErr string
@@ -266,6 +267,10 @@ func TestBadInputFailsBeforeContactingTheCluster(t *testing.T) {
 		{[]string{"shed", "--user", "system:kube-scheduler", "--force"}, "--force does not lift"},
 		{[]string{"shed", "--serviceaccount", "bulkhead/bulkhead"}, "it is bulkhead itself"},
 		{[]string{"rollout", "apply", "-f", defaultSA}, "default service account"},
+		{[]string{"rollout", "apply", "-f", agent, "--metrics-source", "etcd"}, `--metrics-source "etcd": want one of auto, replicas, balanced, prometheus`},
+		{[]string{"rollout", "apply", "-f", agent, "--metrics-source", "prometheus"}, "--metrics-source prometheus needs --prometheus URL"},
+		{[]string{"rollout", "resume", "agent", "--prometheus", "127.0.0.1:9090"}, "--prometheus: prometheus URL"},
+		{[]string{"controller", "--prometheus-token-file", "/t"}, "need --prometheus URL"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			_, _, err := execute(t, 10*time.Second, append([]string{"--kubeconfig", kubeconfig}, tt.args...)...)
