@@ -35,6 +35,21 @@ func CoreDNS(t testing.TB) string {
 	return bin
 }
 
+// Prometheus returns the Prometheus server for labs that run one (Options.Prometheus):
+// $BULKHEAD_PROMETHEUS_BIN, which the Makefile sets after `make prometheus` has installed it. The
+// test fails when it is unset or missing: installing takes minutes and is the build's job.
+func Prometheus(t testing.TB) string {
+	t.Helper()
+	p := os.Getenv("BULKHEAD_PROMETHEUS_BIN")
+	if p == "" {
+		t.Fatal("BULKHEAD_PROMETHEUS_BIN is not set: run make prometheus and set it to the binary (make test does both)")
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("BULKHEAD_PROMETHEUS_BIN=%s: %v (run make prometheus)", p, err)
+	}
+	return p
+}
+
 // Bulkhead builds the bulkhead command into a temporary directory and returns its path, for tests
 // that run it as a separate process (as an operator would).
 func Bulkhead(t testing.TB) string {

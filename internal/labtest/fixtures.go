@@ -48,7 +48,8 @@ func (l *Lab) ServiceAccount(ctx context.Context, ns, name, clusterRole string) 
 
 // FlowCounter sums one APF counter family (for example
 // apiserver_flowcontrol_dispatched_requests_total) over the series of one flow schema, as the
-// lab's apiserver reports it on /metrics; with several replicas, over every replica.
+// lab's apiserver reports it on /metrics; with several replicas, over every replica (behind a
+// balanced address, Options.Endpoint "balancer", the one replica its connection reaches).
 func (l *Lab) FlowCounter(ctx context.Context, family, flowSchema string) (float64, error) {
 	clients, names := []kubernetes.Interface{l.Client}, []string{l.Config.Host}
 	if len(l.replicas) > 1 {

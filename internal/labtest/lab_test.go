@@ -230,6 +230,8 @@ func TestUpRejectsBadInputAndStartsNothing(t *testing.T) {
 		{"dir under a file", []string{"--dir", filepath.Join(notADir, "lab")}, "--dir " + filepath.Join(notADir, "lab")},
 		{"port in use", []string{"--port", busyPort}, "port " + busyPort + " on 127.0.0.1 is not available"},
 		{"no apiserver", []string{"--apiservers", "0"}, "--apiservers must be between 1 and 9, got 0"},
+		{"missing prometheus", []string{"--prometheus", notADir + ".absent"}, "--prometheus " + notADir + ".absent: stat"},
+		{"prometheus not executable", []string{"--prometheus", notADir}, "--prometheus " + notADir + " is not an executable file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -247,7 +249,7 @@ func TestUpRejectsBadInputAndStartsNothing(t *testing.T) {
 			if !strings.Contains(stderr.String(), tc.wantErr) {
 				t.Fatalf("up %v: stderr %q, want it to name %q", tc.args, stderr.String(), tc.wantErr)
 			}
-			for _, started := range []string{"etcd", "pki", "ctl.sock", "kubeconfig"} {
+			for _, started := range []string{"etcd", "pki", "ctl.sock", "kubeconfig", "prometheus"} {
 				if _, err := os.Stat(filepath.Join(dir, started)); err == nil {
 					t.Errorf("up %v left %s behind in %s", tc.args, started, dir)
 				}

@@ -37,6 +37,18 @@ type Options struct {
 	// APIServers > 1 runs that many kube-apiserver replicas behind the lab's load balancer
 	// (bulkhead-lab up --apiservers); the default/kubernetes EndpointSlice lists them.
 	APIServers int
+	// Endpoint "balancer" puts the replicas behind one load-balanced address, which the
+	// default/kubernetes EndpointSlice lists alone (bulkhead-lab up --endpoint); empty or
+	// "replicas" lists each replica.
+	Endpoint string
+	// GoAwayChance is every replica's --goaway-chance (0 to 0.02); 0 leaves it out.
+	GoAwayChance float64
+	// Prometheus is the path of a prometheus binary the lab runs and has scrape every replica
+	// (bulkhead-lab up --prometheus); see Prometheus for where tests get it.
+	Prometheus string
+	// Background "busy" adds a production cluster's other clients once the lab is ready
+	// (bulkhead-lab up --background); empty or "none" adds none.
+	Background string
 	// ExtraArgs are appended to `bulkhead-lab up`, for example --max-requests-inflight=50.
 	ExtraArgs []string
 	// StartTimeout bounds the wait for the ready line; default 4 minutes.
@@ -133,6 +145,18 @@ func startIn(bin, dir string, opts Options) (*Lab, error) {
 	if opts.APIServers > 0 {
 		args = append(args, "--apiservers", strconv.Itoa(opts.APIServers))
 	}
+	if opts.Endpoint != "" {
+		args = append(args, "--endpoint", opts.Endpoint)
+	}
+	if opts.GoAwayChance > 0 {
+		args = append(args, "--goaway-chance", strconv.FormatFloat(opts.GoAwayChance, 'g', -1, 64))
+	}
+	if opts.Prometheus != "" {
+		args = append(args, "--prometheus", opts.Prometheus)
+	}
+	if opts.Background != "" {
+		args = append(args, "--background", opts.Background)
+	}
 	args = append(args, opts.ExtraArgs...)
 	timeout := opts.StartTimeout
 	if timeout == 0 {
@@ -203,7 +227,8 @@ func startIn(bin, dir string, opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("lab client: %w", err)
 	}
 	lab.Config, lab.Client = cfg, client
-	if opts.APIServers > 1 {
+	// Behind a balanced address the replicas cannot be reached one by one: metrics come through it.
+	if opts.APIServers > 1 && opts.Endpoint != EndpointBalancer {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		st, err := lab.Status(ctx)
 		cancel()
@@ -225,6 +250,12 @@ func (l *Lab) Ctl(ctx context.Context, args ...string) error {
 	return nil
 }
 
+// Endpoint modes of Options.Endpoint and Status.Endpoint.
+const (
+	EndpointReplicas = "replicas"
+	EndpointBalancer = "balancer"
+)
+
 // Status is what `bulkhead-lab ctl status` reports.
 type Status struct {
 	Server        string         `json:"server"`
@@ -238,6 +269,13 @@ type Status struct {
 	Replicas []ReplicaStatus `json:"replicas"`
 	// Network is set when the lab runs several replicas, each in a network namespace of its own.
 	Network *NetworkStatus `json:"network"`
+	// Endpoint is what the default/kubernetes EndpointSlice lists with several replicas:
+	// "replicas" or "balancer" (Network.BalancedAddress alone).
+	Endpoint string `json:"endpoint"`
+	// GoAwayChance is every replica's --goaway-chance (0: not passed).
+	GoAwayChance float64 `json:"goawayChance"`
+	// PrometheusURL is the HTTP API of the lab's Prometheus (Options.Prometheus); empty without.
+	PrometheusURL string `json:"prometheusURL"`
 }
 
 // ReplicaStatus is one kube-apiserver replica of the lab.
@@ -261,6 +299,12 @@ type ReplicaStatus struct {
 type NetworkStatus struct {
 	Subnet      string `json:"subnet"`
 	HostAddress string `json:"hostAddress"`
+	// BalancedAddress (host:port) is the balancer's one address with Endpoint "balancer", in a
+	// network namespace of its own (BalancerNamespace, net:[inode]; BalancerLink the outer end
+	// of its veth pair); the replicas are reachable only through it.
+	BalancedAddress   string `json:"balancedAddress"`
+	BalancerNamespace string `json:"balancerNamespace"`
+	BalancerLink      string `json:"balancerLink"`
 }
 
 // Status asks the running lab for its processes and state.

@@ -17,6 +17,7 @@ type ActionStats struct {
 	Resource       string  `json:"resource"`
 	Requests       int64   `json:"requests"`
 	Errors         int64   `json:"errors"`
+	Rejected       int64   `json:"rejected"` // errors that were 429s
 	Bytes          int64   `json:"bytes"`
 	P50            float64 `json:"p50"`
 	P99            float64 `json:"p99"`

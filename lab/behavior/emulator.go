@@ -2,6 +2,7 @@ package behavior
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -135,9 +136,10 @@ func (e *Emulator) reconcile(ctx context.Context, obj any) {
 	e.mu.Lock()
 	e.runs[pod.UID] = &podRun{annotation: annotation, node: pod.Spec.NodeName, cancel: cancel}
 	e.mu.Unlock()
+	ag := &agent{client: client, sa: pod.Namespace + "/" + sa, pod: pod.Name, created: &created{names: map[string][]string{}}}
 	var actionsDone sync.WaitGroup
 	for _, a := range actions {
-		actionsDone.Go(func() { e.run(runCtx, client, pod.Namespace+"/"+sa, a) })
+		actionsDone.Go(func() { e.run(runCtx, ag, a) })
 	}
 	if e.connectionPerPod {
 		// The pod's connection ends with the pod, as a real pod's does.
@@ -245,15 +247,57 @@ func serviceAccount(pod *corev1.Pod) string {
 	return "default"
 }
 
+// agent is what the actions of one pod share.
+type agent struct {
+	client  *http.Client
+	sa      string // namespace/name
+	pod     string
+	created *created
+}
+
+// created remembers, oldest first, the objects a pod's create actions made, for its deletes. It
+// lives as long as the pod's run: objects made before the emulator restarted are not deleted.
+type created struct {
+	mu    sync.Mutex
+	names map[string][]string // resource/namespace → names
+}
+
+func createdKey(a Action) string { return a.Resource + "/" + a.Namespace }
+
+func (c *created) add(key, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names[key] = append(c.names[key], name)
+}
+
+// oldest removes and returns the oldest object made under key; false when there is none.
+func (c *created) oldest(key string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := c.names[key]
+	if len(names) == 0 {
+		return "", false
+	}
+	c.names[key] = names[1:]
+	return names[0], true
+}
+
+// putBack returns an object whose delete failed, to be deleted first next time.
+func (c *created) putBack(key, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names[key] = append([]string{name}, c.names[key]...)
+}
+
 // run performs one action until ctx ends.
-func (e *Emulator) run(ctx context.Context, client *http.Client, sa string, a Action) {
-	key := StatKey{ServiceAccount: sa, Verb: a.Verb, Resource: a.Resource}
+func (e *Emulator) run(ctx context.Context, ag *agent, a Action) {
+	key := StatKey{ServiceAccount: ag.sa, Verb: a.Verb, Resource: a.Resource}
 	if a.Verb == VerbWatch {
-		e.watchLoop(ctx, client, key, a)
+		e.watchLoop(ctx, ag.client, key, a)
 		return
 	}
 	if a.Once {
-		e.once(ctx, client, key, a)
+		e.burst(ctx, ag, key, a)
 		return
 	}
 	// A random phase spreads agents that started together over the whole interval.
@@ -262,7 +306,7 @@ func (e *Emulator) run(ctx context.Context, client *http.Client, sa string, a Ac
 	}
 	for {
 		start := time.Now()
-		e.once(ctx, client, key, a)
+		e.burst(ctx, ag, key, a)
 		// Like a ticker: the next request is due one jittered interval after this one started,
 		// so slow responses do not lower the request rate unless they exceed the interval.
 		interval := time.Duration(float64(a.Every) * (1 + a.Jitter*(2*rand.Float64()-1)))
@@ -272,8 +316,29 @@ func (e *Emulator) run(ctx context.Context, client *http.Client, sa string, a Ac
 	}
 }
 
-// once performs a get, or a list with all its pages.
-func (e *Emulator) once(ctx context.Context, client *http.Client, key StatKey, a Action) {
+// burst performs an action's Burst requests one after another.
+func (e *Emulator) burst(ctx context.Context, ag *agent, key StatKey, a Action) {
+	for range a.Burst {
+		if ctx.Err() != nil {
+			return
+		}
+		switch a.Verb {
+		case VerbCreate:
+			e.create(ctx, ag, key, a)
+		case VerbUpdate:
+			e.update(ctx, ag, key, a)
+		case VerbPatch:
+			e.patch(ctx, ag, key, a)
+		case VerbDelete:
+			e.delete(ctx, ag, key, a)
+		default:
+			e.read(ctx, ag.client, key, a)
+		}
+	}
+}
+
+// read performs a get, or a list with all its pages.
+func (e *Emulator) read(ctx context.Context, client *http.Client, key StatKey, a Action) {
 	continueToken := ""
 	for {
 		path, err := e.resources.path(a, false, continueToken)
@@ -286,13 +351,118 @@ func (e *Emulator) once(ctx context.Context, client *http.Client, key StatKey, a
 		if ctx.Err() != nil {
 			return
 		}
-		e.stats.Record(key, time.Since(start), n, err != nil)
+		e.stats.Record(key, time.Since(start), n, err)
 		if err != nil || meta.Continue == "" {
 			return
 		}
 		continueToken = meta.Continue
 	}
 }
+
+// write sends one request of a write and records it; it returns the response body, nil when it
+// failed, and why.
+func (e *Emulator) write(ctx context.Context, ag *agent, key StatKey, a Action, method, contentType string, body []byte) ([]byte, error) {
+	path, err := e.resources.path(a, false, "")
+	if err != nil {
+		log.Printf("behavior: %s: %v", key.ServiceAccount, err)
+		return nil, err
+	}
+	start := time.Now()
+	answer, err := send(ctx, ag.client, method, e.base.Host, path, contentType, body)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	e.stats.Record(key, time.Since(start), int64(len(answer)), err)
+	if err != nil {
+		return nil, err
+	}
+	return answer, nil
+}
+
+// create makes one object from the resource's template and remembers it for the deletes.
+func (e *Emulator) create(ctx context.Context, ag *agent, key StatKey, a Action) {
+	body, err := template(a.Resource, a.Namespace, ag.pod)
+	if err != nil {
+		log.Printf("behavior: %s: %v", key.ServiceAccount, err)
+		return
+	}
+	answer, err := e.write(ctx, ag, key, a, http.MethodPost, "application/json", body)
+	if err != nil {
+		return
+	}
+	var obj struct {
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(answer, &obj); err != nil || obj.Metadata.Name == "" {
+		log.Printf("behavior: %s: create %s: no name in the response: %v", key.ServiceAccount, a.Resource, err)
+		return
+	}
+	ag.created.add(createdKey(a), obj.Metadata.Name)
+}
+
+// delete removes the oldest object this pod's creates made; with none left it does nothing.
+func (e *Emulator) delete(ctx context.Context, ag *agent, key StatKey, a Action) {
+	name, ok := ag.created.oldest(createdKey(a))
+	if !ok {
+		return
+	}
+	target := a
+	target.Name = name
+	_, err := e.write(ctx, ag, key, target, http.MethodDelete, "", nil)
+	var status *statusError
+	gone := errors.As(err, &status) && status.code == http.StatusNotFound
+	// A refused delete (a 429, a timeout) leaves the object to delete first next time.
+	if err != nil && !gone && ctx.Err() == nil {
+		ag.created.putBack(createdKey(a), name)
+	}
+}
+
+// patch sets the touched annotation with a merge patch, as kubectl annotate does.
+func (e *Emulator) patch(ctx context.Context, ag *agent, key StatKey, a Action) {
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{TouchedAnnotation: touched()}}})
+	if err != nil {
+		log.Printf("behavior: %s: encode patch: %v", key.ServiceAccount, err)
+		return
+	}
+	_, _ = e.write(ctx, ag, key, a, http.MethodPatch, "application/merge-patch+json", body) // recorded in stats
+}
+
+// update reads the object (recorded as a get) and writes it back with the touched annotation
+// changed, as a controller does: a conflict with another writer counts as a failed update.
+func (e *Emulator) update(ctx context.Context, ag *agent, key StatKey, a Action) {
+	get := a
+	get.Verb = VerbGet
+	current, err := e.write(ctx, ag, StatKey{ServiceAccount: key.ServiceAccount, Verb: VerbGet, Resource: a.Resource}, get, http.MethodGet, "", nil)
+	if err != nil {
+		return
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(current, &obj); err != nil {
+		log.Printf("behavior: %s: update %s/%s: decode: %v", key.ServiceAccount, a.Resource, a.Name, err)
+		return
+	}
+	meta, _ := obj["metadata"].(map[string]any)
+	if meta == nil {
+		log.Printf("behavior: %s: update %s/%s: object has no metadata", key.ServiceAccount, a.Resource, a.Name)
+		return
+	}
+	annotations, _ := meta["annotations"].(map[string]any)
+	if annotations == nil {
+		annotations = map[string]any{}
+		meta["annotations"] = annotations
+	}
+	annotations[TouchedAnnotation] = touched()
+	body, err := json.Marshal(obj)
+	if err != nil {
+		log.Printf("behavior: %s: update %s/%s: encode: %v", key.ServiceAccount, a.Resource, a.Name, err)
+		return
+	}
+	_, _ = e.write(ctx, ag, key, a, http.MethodPut, "application/json", body) // recorded in stats
+}
+
+func touched() string { return time.Now().UTC().Format(time.RFC3339Nano) }
 
 // watchLoop lists then watches, like an informer; when the watch ends it lists and watches again.
 func (e *Emulator) watchLoop(ctx context.Context, client *http.Client, key StatKey, a Action) {
@@ -312,7 +482,7 @@ func (e *Emulator) watchLoop(ctx context.Context, client *http.Client, key StatK
 		if ctx.Err() != nil {
 			return
 		}
-		e.stats.Record(listKey, time.Since(start), n, err != nil)
+		e.stats.Record(listKey, time.Since(start), n, err)
 		if err != nil {
 			sleep(ctx, time.Second)
 			continue
@@ -328,9 +498,11 @@ func (e *Emulator) watchLoop(ctx context.Context, client *http.Client, key StatK
 			return
 		}
 		var status *statusError
-		failed := err != nil && !(errors.As(err, &status) && status.code == http.StatusGone)
-		e.stats.Record(key, time.Since(start), n, failed)
-		if failed {
+		if errors.As(err, &status) && status.code == http.StatusGone {
+			err = nil // an expired resourceVersion ends a watch the way client-go expects
+		}
+		e.stats.Record(key, time.Since(start), n, err)
+		if err != nil {
 			sleep(ctx, time.Second)
 		}
 	}

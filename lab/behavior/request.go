@@ -1,6 +1,7 @@
 package behavior
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,15 +66,16 @@ func (rs Resources) path(a Action, watch bool, continueToken string) (string, er
 	if a.Namespace != "" && !info.namespaced {
 		return "", fmt.Errorf("resource %q is cluster-scoped and takes no namespace", a.Resource)
 	}
-	if a.Verb == VerbGet && a.Namespace == "" && info.namespaced {
-		return "", fmt.Errorf("get of namespaced %q needs resource/namespace/name", a.Resource)
+	if a.Verb.targetsObject() && a.Namespace == "" && info.namespaced {
+		return "", fmt.Errorf("%s of namespaced %q needs resource/namespace/name", a.Verb, a.Resource)
 	}
 	p := info.prefix
 	if a.Namespace != "" {
 		p += "/namespaces/" + url.PathEscape(a.Namespace)
 	}
 	p += "/" + info.plural
-	if a.Verb == VerbGet {
+	// A delete's name is the object it picked, known only when it runs.
+	if a.Name != "" {
 		p += "/" + url.PathEscape(a.Name)
 	}
 	q := url.Values{}
@@ -165,6 +167,40 @@ func readListMeta(body io.Reader) (listMeta, io.Reader, error) {
 		}
 	}
 	return meta, rest(), errors.New("list response has no metadata")
+}
+
+// maxWriteResponse bounds what send reads of a response: the objects written are small, and a
+// larger answer is not one the emulator needs.
+const maxWriteResponse = 1 << 20
+
+// send performs one request with a body (nil for none) and returns the response body, which
+// writes need: the name a create was given, the object an update changes.
+func send(ctx context.Context, client *http.Client, method, host, path, contentType string, body []byte) ([]byte, error) {
+	var reader io.Reader
+	if body != nil {
+		reader = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, host+path, reader)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxWriteResponse))
+	if err != nil {
+		return nil, fmt.Errorf("read %s %s response: %w", method, path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return answer, &statusError{code: resp.StatusCode, body: strings.TrimSpace(string(answer[:min(len(answer), 512)]))}
+	}
+	return answer, nil
 }
 
 type statusError struct {

@@ -3,6 +3,7 @@ package behavior
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,10 +18,28 @@ const Annotation = "lab.bulkhead.dev/behavior"
 type Verb string
 
 const (
-	VerbList  Verb = "list"
-	VerbWatch Verb = "watch"
-	VerbGet   Verb = "get"
+	VerbList   Verb = "list"
+	VerbWatch  Verb = "watch"
+	VerbGet    Verb = "get"
+	VerbCreate Verb = "create"
+	VerbUpdate Verb = "update"
+	VerbPatch  Verb = "patch"
+	VerbDelete Verb = "delete"
 )
+
+// writes reports whether v changes objects.
+func (v Verb) writes() bool {
+	return v == VerbCreate || v == VerbUpdate || v == VerbPatch || v == VerbDelete
+}
+
+// targetsObject reports whether v names one object: resource/namespace/name or resource/name.
+func (v Verb) targetsObject() bool { return v == VerbGet || v == VerbUpdate || v == VerbPatch }
+
+// Templates are the resources create can make: each has a small built-in object (see template.go).
+var Templates = []string{"pods", "configmaps"}
+
+// maxBurst bounds burst for the same reason minEvery bounds every.
+const maxBurst = 100
 
 // defaultJitter spreads each interval uniformly over ±10% so that agents drift apart the way
 // real ones do, while keeping the mean rate exactly 1/Every.
@@ -33,9 +52,10 @@ const minEvery = 50 * time.Millisecond
 type Action struct {
 	Verb     Verb
 	Resource string // plural resource name, optionally qualified: "pods", "leases.coordination.k8s.io"
-	// Namespace scopes list and watch ("" = all namespaces) and names the object of a get.
+	// Namespace scopes list and watch ("" = all namespaces), names the object of a get, update
+	// or patch, and is where create makes objects and delete removes them.
 	Namespace       string
-	Name            string // get only
+	Name            string // get, update and patch only
 	LabelSelector   string
 	FieldSelector   string
 	ResourceVersion string
@@ -44,13 +64,19 @@ type Action struct {
 	Every           time.Duration
 	Jitter          float64
 	Once            bool
+	// Burst is how many requests each occurrence makes, one after another (default 1).
+	Burst int
 }
 
-// rawAction is the YAML shape of an action; exactly one of List, Watch, Get is set.
+// rawAction is the YAML shape of an action; exactly one verb (List ... Delete) is set.
 type rawAction struct {
 	List            *string `json:"list,omitempty"`
 	Watch           *string `json:"watch,omitempty"`
 	Get             *string `json:"get,omitempty"`
+	Create          *string `json:"create,omitempty"`
+	Update          *string `json:"update,omitempty"`
+	Patch           *string `json:"patch,omitempty"`
+	Delete          *string `json:"delete,omitempty"`
 	Namespace       string  `json:"namespace,omitempty"`
 	LabelSelector   string  `json:"labelSelector,omitempty"`
 	FieldSelector   string  `json:"fieldSelector,omitempty"`
@@ -59,6 +85,7 @@ type rawAction struct {
 	Every           string  `json:"every,omitempty"`
 	Jitter          string  `json:"jitter,omitempty"`
 	Once            bool    `json:"once,omitempty"`
+	Burst           *int    `json:"burst,omitempty"`
 }
 
 // Parse reads a behaviour annotation. Errors name the action (1-based) and the field at fault.
@@ -81,7 +108,29 @@ func Parse(text string) ([]Action, error) {
 		}
 		actions = append(actions, a)
 	}
+	if err := checkDeletes(actions); err != nil {
+		return nil, err
+	}
 	return actions, nil
+}
+
+// checkDeletes makes sure every delete has a create to delete from: the emulator deletes only
+// objects the same pod created, never anyone else's.
+func checkDeletes(actions []Action) error {
+	for i, d := range actions {
+		if d.Verb != VerbDelete {
+			continue
+		}
+		found := false
+		for _, c := range actions {
+			found = found || (c.Verb == VerbCreate && c.Resource == d.Resource && c.Namespace == d.Namespace)
+		}
+		if !found {
+			return fmt.Errorf("action %d: delete: %s in namespace %q deletes what a create of this behaviour made, and there is none: add a create: %s with namespace: %s",
+				i+1, d.Resource, d.Namespace, d.Resource, d.Namespace)
+		}
+	}
+	return nil
 }
 
 func (r rawAction) action() (Action, error) {
@@ -90,7 +139,7 @@ func (r rawAction) action() (Action, error) {
 	for _, v := range []struct {
 		verb   Verb
 		target *string
-	}{{VerbList, r.List}, {VerbWatch, r.Watch}, {VerbGet, r.Get}} {
+	}{{VerbList, r.List}, {VerbWatch, r.Watch}, {VerbGet, r.Get}, {VerbCreate, r.Create}, {VerbUpdate, r.Update}, {VerbPatch, r.Patch}, {VerbDelete, r.Delete}} {
 		if v.target != nil {
 			set++
 			a.Verb = v.verb
@@ -98,7 +147,7 @@ func (r rawAction) action() (Action, error) {
 		}
 	}
 	if set != 1 {
-		return a, errors.New("needs exactly one of list, watch or get")
+		return a, errors.New("needs exactly one of list, watch, get, create, update, patch or delete")
 	}
 	if a.Resource == "" {
 		return a, fmt.Errorf("%s needs a resource", a.Verb)
@@ -109,15 +158,28 @@ func (r rawAction) action() (Action, error) {
 	}
 	a.Once = r.Once
 
-	if a.Verb == VerbGet {
-		if err := a.splitGetTarget(); err != nil {
+	if a.Verb.targetsObject() {
+		if err := a.splitTarget(); err != nil {
 			return a, err
 		}
 		if r.Namespace != "" || r.LabelSelector != "" || r.FieldSelector != "" || r.Limit != 0 {
-			return a, errors.New("get takes resource/namespace/name (or resource/name) and no namespace, selectors or limit")
+			return a, fmt.Errorf("%s takes resource/namespace/name (or resource/name) and no namespace, selectors or limit", a.Verb)
 		}
 	} else if strings.Contains(a.Resource, "/") {
 		return a, fmt.Errorf("%s takes a resource name such as pods, not %q", a.Verb, a.Resource)
+	}
+	if a.Verb.writes() {
+		if r.LabelSelector != "" || r.FieldSelector != "" || r.ResourceVersion != nil {
+			return a, fmt.Errorf("%s takes no labelSelector, fieldSelector or resourceVersion", a.Verb)
+		}
+	}
+	if a.Verb == VerbCreate || a.Verb == VerbDelete {
+		if a.Verb == VerbCreate && !slices.Contains(Templates, a.Resource) {
+			return a, fmt.Errorf("create: no built-in template for %q; create makes %s", a.Resource, strings.Join(Templates, " or "))
+		}
+		if a.Namespace == "" {
+			return a, fmt.Errorf("%s: %s needs a namespace", a.Verb, a.Resource)
+		}
 	}
 
 	if r.Limit < 0 {
@@ -148,6 +210,17 @@ func (r rawAction) action() (Action, error) {
 		a.Every = every
 	}
 
+	a.Burst = 1
+	if r.Burst != nil {
+		if a.Verb == VerbWatch {
+			return a, errors.New("burst applies to actions with every or once, not watch")
+		}
+		if *r.Burst < 1 || *r.Burst > maxBurst {
+			return a, fmt.Errorf("burst must be between 1 and %d, got %d", maxBurst, *r.Burst)
+		}
+		a.Burst = *r.Burst
+	}
+
 	a.Jitter = defaultJitter
 	if r.Jitter != "" {
 		if a.Every == 0 {
@@ -162,20 +235,21 @@ func (r rawAction) action() (Action, error) {
 	return a, nil
 }
 
-// splitGetTarget turns "configmaps/kube-system/x" or "nodes/node-1" into resource, namespace, name.
-func (a *Action) splitGetTarget() error {
-	parts := strings.Split(a.Resource, "/")
+// splitTarget turns "configmaps/kube-system/x" or "nodes/node-1" into resource, namespace, name.
+func (a *Action) splitTarget() error {
+	target := a.Resource
+	parts := strings.Split(target, "/")
 	switch len(parts) {
 	case 2:
 		a.Resource, a.Name = parts[0], parts[1]
 	case 3:
 		a.Resource, a.Namespace, a.Name = parts[0], parts[1], parts[2]
 	default:
-		return fmt.Errorf("get target %q must be resource/namespace/name or resource/name", a.Resource)
+		return fmt.Errorf("%s target %q must be resource/namespace/name or resource/name", a.Verb, a.Resource)
 	}
 	for _, p := range parts {
 		if p == "" {
-			return fmt.Errorf("get target %q has an empty part", a.Resource)
+			return fmt.Errorf("%s target %q has an empty part", a.Verb, target)
 		}
 	}
 	return nil

@@ -1,7 +1,9 @@
 package behavior
 
 import (
+	"errors"
 	"math"
+	"net/http"
 	"sort"
 	"sync"
 	"time"
@@ -24,8 +26,11 @@ type StatKey struct {
 // ActionStats is a snapshot of one kind of request. Latencies are in seconds.
 type ActionStats struct {
 	StatKey
-	Requests int64   `json:"requests"`
-	Errors   int64   `json:"errors"`
+	Requests int64 `json:"requests"`
+	Errors   int64 `json:"errors"`
+	// Rejected counts the errors that were 429s: API Priority and Fairness (or max-inflight)
+	// turned the request away instead of serving it.
+	Rejected int64   `json:"rejected"`
 	Bytes    int64   `json:"bytes"`
 	P50      float64 `json:"p50"`
 	P99      float64 `json:"p99"`
@@ -40,16 +45,17 @@ const (
 )
 
 type actionStats struct {
-	requests, errors, bytes int64
-	max                     float64
-	buckets                 [bucketCount]int64
+	requests, errors, rejected, bytes int64
+	max                               float64
+	buckets                           [bucketCount]int64
 }
 
 // NewStats returns empty statistics.
 func NewStats() *Stats { return &Stats{actions: map[StatKey]*actionStats{}} }
 
-// Record adds one request: its latency (ignored for watches), bytes read and whether it failed.
-func (s *Stats) Record(k StatKey, latency time.Duration, bytes int64, failed bool) {
+// Record adds one request: its latency (ignored for watches), bytes read and why it failed (nil:
+// it did not).
+func (s *Stats) Record(k StatKey, latency time.Duration, bytes int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a := s.actions[k]
@@ -59,8 +65,12 @@ func (s *Stats) Record(k StatKey, latency time.Duration, bytes int64, failed boo
 	}
 	a.requests++
 	a.bytes += bytes
-	if failed {
+	if err != nil {
 		a.errors++
+		var status *statusError
+		if errors.As(err, &status) && status.code == http.StatusTooManyRequests {
+			a.rejected++
+		}
 	}
 	if k.Verb == VerbWatch {
 		return
@@ -77,7 +87,7 @@ func (s *Stats) Snapshot(reset bool) []ActionStats {
 	out := make([]ActionStats, 0, len(s.actions))
 	for k, a := range s.actions {
 		out = append(out, ActionStats{
-			StatKey: k, Requests: a.requests, Errors: a.errors, Bytes: a.bytes,
+			StatKey: k, Requests: a.requests, Errors: a.errors, Rejected: a.rejected, Bytes: a.bytes,
 			P50: a.quantile(0.50), P99: a.quantile(0.99), Max: a.max,
 		})
 	}

@@ -19,15 +19,21 @@ import (
 // unevenly. A replica is ready once its /readyz answered ok since its process started, and
 // until the process exits or the lab stops it (a cloud balancer's health check); connections
 // to a replica end when it exits, and clients reconnect through the balancer to another.
+// With --endpoint balancer it also listens at the one address the default/kubernetes
+// EndpointSlice lists, in a network namespace of its own (see network.go).
 type balancer struct {
-	listener net.Listener
 	replicas []*apiserverReplica
+	dial     dialFunc
 	next     atomic.Uint64
 
-	mu    sync.Mutex
-	conns map[net.Conn]balancedConn
-	wg    sync.WaitGroup
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[net.Conn]balancedConn
+	wg        sync.WaitGroup
 }
+
+// dialFunc connects to a replica: from the balancer's network namespace when it has one.
+type dialFunc func(ctx context.Context, network, address string) (net.Conn, error)
 
 type balancedConn struct {
 	upstream net.Conn
@@ -36,25 +42,38 @@ type balancedConn struct {
 
 // BalancedConnection is one client connection through the balancer and the replica it reached.
 type BalancedConnection struct {
-	// Client is the client's address as the balancer sees it (127.0.0.1:port).
+	// Client is the client's address as the balancer sees it: 127.0.0.1:port, or .1 of the
+	// lab's /24 through the balanced address.
 	Client  string `json:"client"`
 	Replica int    `json:"replica"`
 }
 
-// startBalancer listens on address and balances over replicas until close.
-func startBalancer(address string, replicas []*apiserverReplica) (*balancer, error) {
+// startBalancer listens on address and balances over replicas, reached with dial, until close.
+func startBalancer(address string, replicas []*apiserverReplica, dial dialFunc) (*balancer, error) {
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
 		return nil, err
 	}
-	b := &balancer{listener: ln, replicas: replicas, conns: map[net.Conn]balancedConn{}}
-	b.wg.Go(b.serve)
+	b := &balancer{replicas: replicas, dial: dial, conns: map[net.Conn]balancedConn{}}
+	b.serve(ln)
 	return b, nil
 }
 
-func (b *balancer) serve() {
+// serve balances the connections ln accepts, until close.
+func (b *balancer) serve(ln net.Listener) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.conns == nil { // closed
+		ln.Close()
+		return
+	}
+	b.listeners = append(b.listeners, ln)
+	b.wg.Go(func() { b.accept(ln) })
+}
+
+func (b *balancer) accept(ln net.Listener) {
 	for {
-		client, err := b.listener.Accept()
+		client, err := ln.Accept()
 		if err != nil {
 			return
 		}
@@ -63,7 +82,7 @@ func (b *balancer) serve() {
 }
 
 func (b *balancer) handle(client net.Conn) {
-	upstream, replica := b.dial()
+	upstream, replica := b.connect()
 	if upstream == nil {
 		// No replica is ready: the client sees its connection closed, and retries.
 		client.Close()
@@ -92,8 +111,8 @@ func (b *balancer) handle(client net.Conn) {
 	b.mu.Unlock()
 }
 
-// dial connects to the next ready replica, trying the others when one refuses.
-func (b *balancer) dial() (net.Conn, int) {
+// connect dials the next ready replica, trying the others when one refuses.
+func (b *balancer) connect() (net.Conn, int) {
 	var ready []*apiserverReplica
 	for _, r := range b.replicas {
 		if r.isReady() {
@@ -106,7 +125,9 @@ func (b *balancer) dial() (net.Conn, int) {
 	first := int(b.next.Add(1) - 1)
 	for k := range ready {
 		r := ready[(first+k)%len(ready)]
-		conn, err := net.DialTimeout("tcp", r.address, 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		conn, err := b.dial(ctx, "tcp", r.address)
+		cancel()
 		if err == nil {
 			return conn, r.index
 		}
@@ -135,8 +156,10 @@ func (b *balancer) connections() []BalancedConnection {
 // close stops listening, drops every connection and waits for its goroutines, at most until
 // ctx ends.
 func (b *balancer) close(ctx context.Context) {
-	b.listener.Close()
 	b.mu.Lock()
+	for _, ln := range b.listeners {
+		ln.Close()
+	}
 	for client, c := range b.conns {
 		client.Close()
 		c.upstream.Close()

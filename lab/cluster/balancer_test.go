@@ -42,7 +42,7 @@ func backends(t *testing.T, n int) []*apiserverReplica {
 
 func reached(t *testing.T, b *balancer) int {
 	t.Helper()
-	c, err := net.Dial("tcp", b.listener.Addr().String())
+	c, err := net.Dial("tcp", b.listeners[0].Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func reached(t *testing.T, b *balancer) int {
 
 func TestBalancerHandsConnectionsToReadyReplicasInTurn(t *testing.T) {
 	replicas := backends(t, 3)
-	b, err := startBalancer("127.0.0.1:0", replicas)
+	b, err := startBalancer("127.0.0.1:0", replicas, (&net.Dialer{}).DialContext)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +105,12 @@ func TestBalancerDropsClientsOfAReplicaThatGoesAway(t *testing.T) {
 			upstream <- c
 		}
 	}()
-	b, err := startBalancer("127.0.0.1:0", []*apiserverReplica{{address: ln.Addr().String(), uts: netns.None(), ready: true}})
+	b, err := startBalancer("127.0.0.1:0", []*apiserverReplica{{address: ln.Addr().String(), uts: netns.None(), ready: true}}, (&net.Dialer{}).DialContext)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.close(context.Background())
-	client, err := net.Dial("tcp", b.listener.Addr().String())
+	client, err := net.Dial("tcp", b.listeners[0].Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

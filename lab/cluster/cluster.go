@@ -44,6 +44,8 @@ type lab struct {
 	replicas                     []*apiserverReplica
 	balancer                     *balancer
 	controllerManager, scheduler *component
+	// prometheus exists with --prometheus.
+	prometheus *prometheusServer
 
 	stats       *behavior.Stats
 	nodes, pods cache.SharedIndexInformer
@@ -88,7 +90,7 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 	}
 	etcdSocket := ""
 	if l.opts.APIServers > 1 {
-		network, err := newReplicaNetwork(l.opts.APIServers)
+		network, err := newReplicaNetwork(l.opts.APIServers, l.opts.Endpoint == EndpointBalancer)
 		if err != nil {
 			return err
 		}
@@ -101,6 +103,10 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 		etcdSocket = filepath.Join(l.dir, etcdSocketName)
 		say("replica network %s: a namespace each (%s), links %s (%s on this side)", network.subnet,
 			strings.Join(network.inodes, ", "), strings.Join(network.links, ", "), network.host)
+		if network.balancer != nil {
+			say("balanced address %s in a namespace of its own (%s), link %s; the replicas' links live there",
+				network.balancerAddress(), network.balancer.inode, network.balancer.link)
+		}
 	}
 	if err := l.generatePKI(); err != nil {
 		return err
@@ -151,7 +157,7 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 		}
 	}
 	if l.network != nil {
-		l.balancer, err = startBalancer(net.JoinHostPort("127.0.0.1", strconv.Itoa(l.port)), l.replicas)
+		l.balancer, err = startBalancer(net.JoinHostPort("127.0.0.1", strconv.Itoa(l.port)), l.replicas, l.network.dial)
 		if err != nil {
 			return fmt.Errorf("load balancer on 127.0.0.1:%d: %w", l.port, err)
 		}
@@ -160,6 +166,13 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 			defer cancel()
 			l.balancer.close(closeCtx)
 		}()
+		if l.network.balancer != nil {
+			ln, err := l.network.listenBalanced()
+			if err != nil {
+				return err
+			}
+			l.balancer.serve(ln)
+		}
 		if err := l.publishReplicas(ctx); err != nil {
 			return err
 		}
@@ -167,9 +180,21 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 		for i, r := range l.replicas {
 			addrs[i] = r.address
 		}
-		say("%d kube-apiservers ready at %s, balanced at %s", len(l.replicas), strings.Join(addrs, ", "), l.server)
+		balanced := l.server
+		if l.network.balancer != nil {
+			balanced += " and " + l.network.balancedAddress()
+		}
+		say("%d kube-apiservers ready at %s, balanced at %s", len(l.replicas), strings.Join(addrs, ", "), balanced)
 	} else {
 		say("kube-apiserver ready at %s", l.server)
+	}
+
+	if l.opts.Prometheus != "" {
+		if l.prometheus, err = l.startPrometheus(ctx); err != nil {
+			return err
+		}
+		defer l.prometheus.proc.close(componentGrace)
+		say("prometheus ready at %s, scraping %d kube-apiservers every %s", l.prometheus.url, len(l.replicas), prometheusScrapeInterval)
 	}
 
 	if err := grantKubelets(ctx, l.client); err != nil {
@@ -228,6 +253,11 @@ func (l *lab) run(ctx context.Context, out, progress io.Writer) error {
 		return err
 	}
 	l.startup = time.Since(l.start)
+	if l.opts.Background == BackgroundBusy {
+		if err := l.startBusy(ctx, say); err != nil {
+			return err
+		}
+	}
 	if err := l.serveControl(runCtx); err != nil {
 		return err
 	}
@@ -248,6 +278,7 @@ func (l *lab) generatePKI() error {
 			{Name: "kube-controller-manager", User: "system:kube-controller-manager"},
 			{Name: "kube-scheduler", User: "system:kube-scheduler"},
 			{Name: "kubelets", User: kubeletsUser, Groups: []string{"system:nodes"}},
+			{Name: prometheusIdentity, User: "bulkhead-lab:prometheus", Groups: []string{"system:monitoring"}},
 		})
 	if err != nil {
 		return fmt.Errorf("generate certificates: %w", err)
@@ -270,7 +301,7 @@ func (l *lab) generatePKI() error {
 // servingName.
 func (l *lab) apiserverArgs(etcdURL, host string, port int, servingName string) []string {
 	b := l.bundle
-	return []string{
+	args := []string{
 		"--etcd-servers=" + etcdURL,
 		"--bind-address=" + host,
 		"--secure-port=" + strconv.Itoa(port),
@@ -294,6 +325,10 @@ func (l *lab) apiserverArgs(etcdURL, host string, port int, servingName string) 
 		"--cert-dir=" + filepath.Join(l.dir, "pki", servingName),
 		"--v=0",
 	}
+	if l.opts.GoAwayChance > 0 {
+		args = append(args, "--goaway-chance="+strconv.FormatFloat(l.opts.GoAwayChance, 'g', -1, 64))
+	}
+	return args
 }
 
 func (l *lab) controllerManagerArgs() []string {

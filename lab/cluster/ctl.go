@@ -40,10 +40,17 @@ type Status struct {
 	// APIServerCPUs and APIServerMemoryLimit are each kube-apiserver replica's cgroup limits (0: none).
 	APIServerCPUs        float64 `json:"apiserverCPUs,omitempty"`
 	APIServerMemoryLimit int64   `json:"apiserverMemoryLimit,omitempty"`
+	// Endpoint is what the default/kubernetes EndpointSlice lists with several replicas:
+	// "replicas" (each one's address) or "balancer" (NetworkStatus.BalancedAddress alone).
+	Endpoint string `json:"endpoint"`
+	// GoAwayChance is every replica's --goaway-chance (0: not passed).
+	GoAwayChance float64 `json:"goawayChance,omitempty"`
 	// Replicas are the kube-apiserver processes, by index (the --replica of `ctl apiserver`).
 	Replicas []ReplicaStatus `json:"replicas"`
 	// Network is where the replicas live when there are several; nil with one.
 	Network *NetworkStatus `json:"network,omitempty"`
+	// PrometheusURL is the HTTP API of the Prometheus scraping the replicas (--prometheus).
+	PrometheusURL string `json:"prometheusURL,omitempty"`
 }
 
 // ReplicaStatus is one kube-apiserver replica.
@@ -68,10 +75,16 @@ type ReplicaStatus struct {
 
 // NetworkStatus describes the replicas' network.
 type NetworkStatus struct {
-	// Subnet is the lab's /24; HostAddress the outer ends' address, the source of clients'
-	// packets to the replicas.
+	// Subnet is the lab's /24; HostAddress the outer ends' address in the lab's namespace, the
+	// source of clients' packets to the replicas, or to the balanced address.
 	Subnet      string `json:"subnet"`
 	HostAddress string `json:"hostAddress"`
+	// BalancedAddress (host:port) is where the balancer listens in a network namespace of its
+	// own (BalancerNamespace, net:[inode]; BalancerLink the outer end of its veth pair) with
+	// --endpoint balancer; clients on this machine reach the replicas only through it.
+	BalancedAddress   string `json:"balancedAddress,omitempty"`
+	BalancerNamespace string `json:"balancerNamespace,omitempty"`
+	BalancerLink      string `json:"balancerLink,omitempty"`
 }
 
 // Balancer lists the load balancer's connections.
@@ -217,7 +230,14 @@ func (l *lab) status(ctx context.Context) Status {
 
 		APIServerCPUs:        l.opts.APIServerCPUs,
 		APIServerMemoryLimit: l.opts.APIServerMemoryLimit,
+		Endpoint:             l.opts.Endpoint,
+		GoAwayChance:         l.opts.GoAwayChance,
 		Replicas:             make([]ReplicaStatus, len(l.replicas)),
+	}
+	if l.prometheus != nil {
+		st.PrometheusURL = l.prometheus.url
+		st.ComponentPIDs["prometheus"] = l.prometheus.proc.pid()
+		st.ComponentRestarts["prometheus"] = l.prometheus.proc.restartCount()
 	}
 	connections := map[int]int{}
 	if l.balancer != nil {
@@ -225,6 +245,9 @@ func (l *lab) status(ctx context.Context) Status {
 			connections[c.Replica]++
 		}
 		st.Network = &NetworkStatus{Subnet: l.network.subnet.String(), HostAddress: l.network.host.String()}
+		if b := l.network.balancer; b != nil {
+			st.Network.BalancedAddress, st.Network.BalancerNamespace, st.Network.BalancerLink = l.network.balancedAddress(), b.inode, b.link
+		}
 	}
 	var wg sync.WaitGroup
 	for i, r := range l.replicas {

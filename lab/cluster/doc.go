@@ -25,6 +25,27 @@
 // list, so no listener uses the machine's own addresses. Emulated pods then get a connection each, so that their
 // load spreads over the replicas as real pods' does.
 //
+// With --endpoint balancer (and --apiservers > 1) the replicas sit behind one address, as a
+// managed control plane's (EKS, GKE, AKS, a VIP) do: the balancer also listens at .10 of the
+// lab's /24, port 6443, inside a network namespace of its own that the lab creates, and the
+// default/kubernetes EndpointSlice lists that address alone. The replicas' links then hang off
+// the balancer's namespace, not the lab's: clients on this machine (bulkhead, tests, the
+// emulator) reach the balanced address or 127.0.0.1 and never a replica; the balancer, and the
+// lab's own health checks and status, dial the replicas from the balancer's namespace.
+// --goaway-chance F (0 to 0.02) is passed to every replica, as managed providers do to
+// rebalance long-lived HTTP/2 connections.
+//
+// Prometheus. With --prometheus PATH (a prometheus binary; `make prometheus` installs one) the
+// supervisor also runs that Prometheus as a child process (prometheus.go), listening on a free
+// port of 127.0.0.1 only, storing under <dir>/prometheus and logging to <dir>/prometheus.log. It
+// scrapes every replica's /metrics directly every 5 s, over TLS with the lab's CA, as job
+// "apiserver" with instance = the replica's address (as `ctl status` lists it), which is what
+// bulkhead's Prometheus source expects. It authenticates with a client certificate of its own
+// (user bulkhead-lab:prometheus, group system:monitoring, which Kubernetes' bootstrap RBAC lets
+// get /metrics, the health endpoints and nodes' metrics, and no API object). It stops with the
+// lab; `ctl status` gives its URL (prometheusURL). It needs every replica reachable from this
+// machine, so it does not combine with --endpoint balancer.
+//
 // Control. The supervisor serves a small HTTP API on the unix socket <dir>/ctl.sock, used by
 // `bulkhead-lab ctl` (apiserver stop|start [--replica I], status, balancer) and by benchmarks
 // (emulator statistics).

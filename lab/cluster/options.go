@@ -31,7 +31,29 @@ type Options struct {
 	// pod's CPU limit would (a CFS bandwidth quota): its capacity is then explicit, and it cannot
 	// take the cores the emulator and the other components need. 0 means no limit.
 	APIServerCPUs float64
+	// Endpoint is what the default/kubernetes EndpointSlice lists with several replicas:
+	// EndpointReplicas, each replica's own address, or EndpointBalancer, the load balancer's
+	// one address, as a managed control plane (EKS, GKE, AKS) shows it (see network.go).
+	Endpoint string
+	// GoAwayChance is every replica's --goaway-chance (0 ≤ F ≤ 0.02), with which managed
+	// providers rebalance long-lived HTTP/2 connections; 0 leaves the flag out.
+	GoAwayChance float64
+	// Prometheus is the path of a prometheus binary the lab runs beside the control plane,
+	// scraping every replica's /metrics (see prometheus.go); empty means none.
+	Prometheus string
+	// Background is the other clients' load the lab adds once ready: BackgroundNone, or
+	// BackgroundBusy, a production cluster's CI, controllers, watchers and jobs (background.go).
+	Background string
 }
+
+// Endpoint modes: what the default/kubernetes EndpointSlice lists with several replicas.
+const (
+	EndpointReplicas = "replicas"
+	EndpointBalancer = "balancer"
+)
+
+// MaxGoAwayChance is kube-apiserver's own bound for --goaway-chance.
+const MaxGoAwayChance = 0.02
 
 // MaxAPIServers bounds --apiservers: each replica is a full kube-apiserver (hundreds of MiB).
 const MaxAPIServers = 9
@@ -46,6 +68,8 @@ func DefaultOptions() Options {
 		MaxRequestsInflight:         400,
 		MaxMutatingRequestsInflight: 200,
 		APIServers:                  1,
+		Endpoint:                    EndpointReplicas,
+		Background:                  BackgroundNone,
 	}
 }
 
@@ -88,8 +112,29 @@ func (o Options) Validate() error {
 	if o.APIServerCPUs < 0 || math.IsNaN(o.APIServerCPUs) || (o.APIServerCPUs > 0 && o.APIServerCPUs < 0.1) {
 		errs = append(errs, fmt.Errorf("--apiserver-cpus must be 0 (none) or at least 0.1, got %v", o.APIServerCPUs))
 	}
+	switch o.Endpoint {
+	case EndpointReplicas:
+	case EndpointBalancer:
+		if o.APIServers < 2 {
+			errs = append(errs, fmt.Errorf("--endpoint %s needs --apiservers > 1 (one replica listens on 127.0.0.1, which no EndpointSlice may list), got %d", EndpointBalancer, o.APIServers))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--endpoint must be %s or %s, got %q", EndpointReplicas, EndpointBalancer, o.Endpoint))
+	}
+	if !(o.GoAwayChance >= 0 && o.GoAwayChance <= MaxGoAwayChance) {
+		errs = append(errs, fmt.Errorf("--goaway-chance must be between 0 and %g (kube-apiserver's bound), got %v", MaxGoAwayChance, o.GoAwayChance))
+	}
 	if o.Nodes > 32768 {
 		errs = append(errs, fmt.Errorf("--nodes must be at most 32768 (one /24 pod CIDR per node in 10.128.0.0/9), got %d", o.Nodes))
+	}
+	if o.Background != BackgroundNone && o.Background != BackgroundBusy {
+		errs = append(errs, fmt.Errorf("--background must be %s or %s, got %q", BackgroundNone, BackgroundBusy, o.Background))
+	}
+	if err := checkPrometheusBinary(o.Prometheus); err != nil {
+		errs = append(errs, err)
+	}
+	if o.Prometheus != "" && o.Endpoint == EndpointBalancer {
+		errs = append(errs, fmt.Errorf("--prometheus scrapes each replica directly, which --endpoint %s hides from this machine", EndpointBalancer))
 	}
 	return errors.Join(errs...)
 }

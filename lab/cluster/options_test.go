@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -25,6 +26,14 @@ func TestValidateRejectsBadSizes(t *testing.T) {
 		{"no apiserver", func(o *Options) { o.APIServers = 0 }, "--apiservers must be between 1 and 9, got 0"},
 		{"too many apiservers", func(o *Options) { o.APIServers = 10 }, "--apiservers must be between 1 and 9, got 10"},
 		{"a sliver of a cpu", func(o *Options) { o.APIServerCPUs = 0.01 }, "--apiserver-cpus must be 0 (none) or at least 0.1, got 0.01"},
+		{"balancer endpoint with one apiserver", func(o *Options) { o.Endpoint = EndpointBalancer }, "--endpoint balancer needs --apiservers > 1"},
+		{"unknown endpoint", func(o *Options) { o.Endpoint = "vip" }, `--endpoint must be replicas or balancer, got "vip"`},
+		{"empty endpoint", func(o *Options) { o.Endpoint = "" }, `--endpoint must be replicas or balancer, got ""`},
+		{"negative goaway chance", func(o *Options) { o.GoAwayChance = -0.01 }, "--goaway-chance must be between 0 and 0.02 (kube-apiserver's bound), got -0.01"},
+		{"goaway chance past kube-apiserver's bound", func(o *Options) { o.GoAwayChance = 0.05 }, "--goaway-chance must be between 0 and 0.02"},
+		{"NaN goaway chance", func(o *Options) { o.GoAwayChance = math.NaN() }, "--goaway-chance must be between 0 and 0.02"},
+		{"unknown background", func(o *Options) { o.Background = "noisy" }, `--background must be none or busy, got "noisy"`},
+		{"empty background", func(o *Options) { o.Background = "" }, `--background must be none or busy, got ""`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,6 +55,16 @@ func TestValidateAcceptsDefaultsAndAnEmptyCluster(t *testing.T) {
 	empty.PodsPerNode, empty.Services = 0, 0
 	if err := empty.Validate(); err != nil {
 		t.Fatalf("no filler workload: %v", err)
+	}
+	busy := DefaultOptions()
+	busy.Background = BackgroundBusy
+	if err := busy.Validate(); err != nil {
+		t.Fatalf("--background busy: %v", err)
+	}
+	managed := DefaultOptions()
+	managed.APIServers, managed.Endpoint, managed.GoAwayChance = 3, EndpointBalancer, MaxGoAwayChance
+	if err := managed.Validate(); err != nil {
+		t.Fatalf("3 apiservers behind one balanced endpoint, --goaway-chance 0.02: %v", err)
 	}
 }
 

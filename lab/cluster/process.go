@@ -17,6 +17,9 @@ type component struct {
 	name    string
 	args    []string
 	logPath string
+	// binary, when set, is a program of its own (Prometheus) run with args; otherwise the lab
+	// runs its own executable with name as the first argument.
+	binary string
 
 	// spawn, when set, starts the process through it (a replica is born inside the lab's
 	// namespaces); onStart runs right after each launch (an apiserver joins its limit cgroup and
@@ -70,15 +73,19 @@ func (c *component) start() error {
 }
 
 func (c *component) launchLocked() error {
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("%s: find own executable: %w", c.name, err)
+	path, args := c.binary, c.args
+	if path == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("%s: find own executable: %w", c.name, err)
+		}
+		path, args = self, append([]string{c.name}, c.args...)
 	}
 	logFile, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("%s: log file: %w", c.name, err)
 	}
-	cmd := exec.Command(self, append([]string{c.name}, c.args...)...)
+	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Own process group: a terminal's Ctrl-C reaches only the supervisor, which stops children
 	// in order. Pdeathsig: children never outlive a supervisor that was killed.

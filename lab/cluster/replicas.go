@@ -65,7 +65,12 @@ func (l *lab) newReplicas(ctx context.Context, etcdURL string) ([]*apiserverRepl
 			host, port = l.network.replica(i).String(), replicaPort
 		}
 		r.address = net.JoinHostPort(host, strconv.Itoa(port))
-		direct, err := kubernetes.NewForConfig(restConfig("https://"+r.address, l.bundle, "admin", 5, 10))
+		directConfig := restConfig("https://"+r.address, l.bundle, "admin", 5, 10)
+		if l.network != nil {
+			// Behind a balanced address only the balancer's namespace reaches the replicas.
+			directConfig.Dial = l.network.dial
+		}
+		direct, err := kubernetes.NewForConfig(directConfig)
 		if err != nil {
 			return replicas, fmt.Errorf("client for %s: %w", r.name(), err)
 		}
@@ -201,12 +206,16 @@ func (r *apiserverReplica) answersReadyz(ctx context.Context) bool {
 
 // servingIdentities are the serving certificates the replicas need: each is valid for its own
 // address, for 127.0.0.1 (the balancer, or the one replica, that clients dial by the
-// kubeconfig) and for the kubernetes Service's ClusterIP and names.
+// kubeconfig), for the balanced address with --endpoint balancer and for the kubernetes
+// Service's ClusterIP and names.
 func (l *lab) servingIdentities() []pki.Serving {
 	names := []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
 	common := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")}
 	if l.network == nil {
 		return []pki.Serving{{Name: "apiserver", IPs: common, DNSNames: names}}
+	}
+	if l.network.balancer != nil {
+		common = append(common, l.network.balancerAddress().AsSlice())
 	}
 	out := make([]pki.Serving, l.opts.APIServers)
 	for i := range out {
@@ -220,7 +229,8 @@ func (l *lab) servingIdentities() []pki.Serving {
 // apiservers' own endpoint reconciler would (they run with --endpoint-reconciler-type=none: it
 // refuses loopback addresses, which the one-replica lab has). The lab lists every replica it
 // runs, stopped or not, as a fixed set of control-plane machines does until someone removes
-// one: a stopped replica is listed and unreachable.
+// one: a stopped replica is listed and unreachable. With --endpoint balancer it lists the
+// balanced address alone, as a managed control plane's does.
 func (l *lab) publishReplicas(ctx context.Context) error {
 	ready, https, port, tcp := true, "https", int32(replicaPort), corev1.ProtocolTCP
 	slice := &discoveryv1.EndpointSlice{
@@ -235,9 +245,17 @@ func (l *lab) publishReplicas(ctx context.Context) error {
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: &https, Port: &port, Protocol: &tcp}},
 	}
-	for i := range l.replicas {
+	var addresses []string
+	if l.network.balancer != nil {
+		addresses = append(addresses, l.network.balancerAddress().String())
+	} else {
+		for i := range l.replicas {
+			addresses = append(addresses, l.network.replica(i).String())
+		}
+	}
+	for _, a := range addresses {
 		slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
-			Addresses:  []string{l.network.replica(i).String()},
+			Addresses:  []string{a},
 			Conditions: discoveryv1.EndpointConditions{Ready: &ready},
 		})
 	}
@@ -251,7 +269,7 @@ func (l *lab) publishReplicas(ctx context.Context) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("publish the replicas in EndpointSlice default/kubernetes: %w", err)
+		return fmt.Errorf("publish %v in EndpointSlice default/kubernetes: %w", addresses, err)
 	}
 	return nil
 }

@@ -38,7 +38,17 @@ kubeconfig's path; run until SIGINT or SIGTERM, then stop everything.
 With --apiservers N > 1 (needs root), N kube-apiserver replicas share etcd, each at its own
 address in a network namespace of its own that the lab creates, behind the lab's TCP load
 balancer on 127.0.0.1 (the kubeconfig's server; connection-level round robin); the
-default/kubernetes EndpointSlice lists them.`,
+default/kubernetes EndpointSlice lists them. With --endpoint balancer it lists the balancer's
+one address instead, in a network namespace of the lab's, and only the balancer reaches the
+replicas, as behind a managed control plane's (EKS, GKE, AKS) load-balanced address.
+
+With --prometheus PATH the lab also runs that Prometheus on 127.0.0.1, storing under --dir and
+scraping every replica's /metrics directly (job "apiserver", instance = the replica's address)
+with a client certificate of the system:monitoring group.
+
+With --background busy, once the lab is ready it adds the load of a production cluster's other
+clients in namespace busy, each its own service account with only the RBAC it needs; ctl stats
+reports their requests, errors, 429s and latencies like any emulated agent's.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if memoryLimit != "" {
@@ -62,6 +72,10 @@ default/kubernetes EndpointSlice lists them.`,
 	f.IntVar(&opts.APIServers, "apiservers", opts.APIServers, "kube-apiserver replicas; more than one run behind the lab's load balancer (needs root)")
 	f.StringVar(&memoryLimit, "apiserver-memory-limit", "", "confine each kube-apiserver's memory like a pod limit (e.g. 2Gi): past it the OOM killer ends it and the lab restarts it")
 	f.Float64Var(&opts.APIServerCPUs, "apiserver-cpus", 0, "confine each kube-apiserver's CPU like a pod's CPU limit (a CFS quota of this many cores, e.g. 1.5); 0: no limit")
+	f.StringVar(&opts.Endpoint, "endpoint", opts.Endpoint, "what the default/kubernetes EndpointSlice lists with --apiservers > 1: replicas (each one's address) or balancer (the load balancer's one address, as a managed control plane's)")
+	f.Float64Var(&opts.GoAwayChance, "goaway-chance", 0, "every kube-apiserver's --goaway-chance (0 to 0.02), with which managed providers rebalance long-lived HTTP/2 connections; 0: not passed")
+	f.StringVar(&opts.Background, "background", opts.Background, "other clients' load, added once the lab is ready: none, or busy (in namespace busy: a CI identity creating and deleting pods in bursts, a controller re-listing pods, a watch-heavy client, a job reading every minute)")
+	f.StringVar(&opts.Prometheus, "prometheus", "", "path of a prometheus binary (make prometheus) to run on 127.0.0.1, scraping every kube-apiserver's /metrics every 5s as job \"apiserver\" (ctl status gives its URL); empty: none")
 	return cmd
 }
 
