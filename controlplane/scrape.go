@@ -79,7 +79,7 @@ type Scraper struct {
 
 	mu           sync.Mutex
 	discoveryErr error
-	// balanced keeps, per balanced address, the processes seen behind it.
+	// balanced keeps, per balanced address, the connections kept to its processes (process.go).
 	balanced map[string]*balancedAddress
 }
 
@@ -158,8 +158,8 @@ func (s *Scraper) Start(ctx context.Context) {
 }
 
 // WaitForDiscovery starts the EndpointSlice and identity Lease watches for as long as ctx lives
-// and waits at most timeout for them to sync. It reports whether it did; until then Scrape reads the kubeconfig's
-// server only.
+// and waits at most timeout for them to sync. It reports whether the EndpointSlices did; until
+// then Scrape reads the kubeconfig's server only.
 func (s *Scraper) WaitForDiscovery(ctx context.Context, timeout time.Duration) bool {
 	s.Start(ctx)
 	if s.synced == nil {
