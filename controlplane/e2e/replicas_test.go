@@ -63,8 +63,16 @@ func TestTopReadsEveryReplicaAndSaysWhichItMissed(t *testing.T) {
 		t.Fatalf("top --once with three replicas up: %v", err)
 	}
 	want := map[string]controlplane.ReplicaState{addrs[0]: controlplane.ReplicaOK, addrs[1]: controlplane.ReplicaOK, addrs[2]: controlplane.ReplicaOK}
-	if got := states(all); !maps.Equal(got, want) || all.Coverage != (controlplane.Coverage{Replicas: 3, Read: 3, Rated: 3}) {
+	// counted is a coverage's counts alone: how many replicas were listed, read and rated.
+	counted := func(c controlplane.Coverage) controlplane.Coverage {
+		return controlplane.Coverage{Replicas: c.Replicas, Read: c.Read, Rated: c.Rated}
+	}
+	if got := states(all); !maps.Equal(got, want) || counted(all.Coverage) != (controlplane.Coverage{Replicas: 3, Read: 3, Rated: 3}) {
 		t.Fatalf("three replicas up: states %v, coverage %+v; want %v, all covered", got, all.Coverage, want)
+	}
+	// The identity Leases count the same three servers, without reaching them.
+	if c := all.Coverage; c.Source != "replicas discovered" || c.Believed != 3 || c.Basis() != "" {
+		t.Fatalf("coverage %+v (basis %q): want the discovered replicas, 3 servers by the identity Leases, nothing to add", c, c.Basis())
 	}
 	// Each replica has its own APF seats, and the sum is theirs together.
 	var perReplica float64
@@ -93,7 +101,7 @@ func TestTopReadsEveryReplicaAndSaysWhichItMissed(t *testing.T) {
 		t.Errorf("top --once with %s stopped: exit error %v, want non-zero naming it and the coverage", stopped.Address, err)
 	}
 	want[stopped.Address] = controlplane.ReplicaUnreachable
-	if got := states(two); !maps.Equal(got, want) || two.Coverage != (controlplane.Coverage{Replicas: 3, Read: 2, Rated: 2}) {
+	if got := states(two); !maps.Equal(got, want) || counted(two.Coverage) != (controlplane.Coverage{Replicas: 3, Read: 2, Rated: 2}) {
 		t.Errorf("one replica stopped: states %v, coverage %+v; want %v, 2 of 3 covered", got, two.Coverage, want)
 	}
 	if two.Seats.Nominal >= all.Seats.Nominal || two.Seats.Nominal < 1200 {
