@@ -488,7 +488,7 @@ func Analyze(prev, cur Snapshot) Reading {
 			continue
 		}
 		p, inPrev := before[c.Replica]
-		if inPrev && p.Err == nil && !c.Taken.After(p.Taken) {
+		if inPrev && sameScrape(p, c) {
 			// The same scrape again (a process behind a balanced address not reached this
 			// time, a Prometheus that has not scraped since): nothing new to rate.
 			status.State = ReplicaStale

@@ -30,7 +30,6 @@ const (
 // identityLeases counts the live kube-apiserver identity Leases, kept current by one watch.
 type identityLeases struct {
 	client kubernetes.Interface
-	start  sync.Once
 	leases listers.LeaseLister
 	synced cache.InformerSynced
 
@@ -38,20 +37,19 @@ type identityLeases struct {
 	err error
 }
 
+// run starts the watch until ctx ends; Scraper.Start calls it once.
 func (l *identityLeases) run(ctx context.Context) {
-	l.start.Do(func() {
-		factory := informers.NewSharedInformerFactoryWithOptions(l.client, 0,
-			informers.WithNamespace(metav1.NamespaceSystem),
-			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = identityLeaseSelector }))
-		informer := factory.Coordination().V1().Leases()
-		l.leases, l.synced = informer.Lister(), informer.Informer().HasSynced
-		_ = informer.Informer().SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			l.err = err
-		})
-		factory.Start(ctx.Done())
+	factory := informers.NewSharedInformerFactoryWithOptions(l.client, 0,
+		informers.WithNamespace(metav1.NamespaceSystem),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = identityLeaseSelector }))
+	informer := factory.Coordination().V1().Leases()
+	l.leases, l.synced = informer.Lister(), informer.Informer().HasSynced
+	_ = informer.Informer().SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.err = err
 	})
+	factory.Start(ctx.Done())
 }
 
 // settled says whether the Leases were read, or their watch failed.

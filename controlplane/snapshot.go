@@ -130,16 +130,20 @@ func formatName(format expfmt.Format) string {
 // Fresh reports whether every replica that both snapshots read was read again in cur: Analyze
 // would rate them all (none ReplicaStale).
 func Fresh(prev, cur Snapshot) bool {
-	before := map[string]time.Time{}
+	before := map[string]ReplicaScrape{}
 	for _, p := range prev.Replicas {
-		if p.Err == nil {
-			before[p.Replica] = p.Taken
-		}
+		before[p.Replica] = p
 	}
 	for _, c := range cur.Replicas {
-		if taken, ok := before[c.Replica]; ok && c.Err == nil && !c.Taken.After(taken) {
+		if p, ok := before[c.Replica]; ok && sameScrape(p, c) {
 			return false
 		}
 	}
 	return true
+}
+
+// sameScrape says whether cur holds no newer scrape of a replica than prev: both read, cur taken
+// no later (a Prometheus that has not scraped since).
+func sameScrape(prev, cur ReplicaScrape) bool {
+	return prev.Err == nil && cur.Err == nil && !cur.Taken.After(prev.Taken)
 }
